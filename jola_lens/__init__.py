@@ -1,0 +1,26 @@
+"""jola_lens: JoLA (Joint Localization and Activation Editing) on TransformerLens.
+
+Quick start::
+
+    from jola_lens import load_model, JoLAModel, JoLAConfig
+    jola = JoLAModel(load_model(), JoLAConfig())
+"""
+
+__version__ = "0.1.0"
+
+from .config import JoLAConfig
+from .edits import HeadEdit
+from .gates import HardConcrete
+from .loading import ModelLoadError, load_model
+from .model import JoLALoadError, JoLAModel
+
+__all__ = [
+    "__version__",
+    "HardConcrete",
+    "HeadEdit",
+    "JoLAConfig",
+    "JoLALoadError",
+    "JoLAModel",
+    "ModelLoadError",
+    "load_model",
+]

