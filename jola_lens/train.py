@@ -1,0 +1,502 @@
+"""JoLATrainer: answer-only cross-entropy plus the expected-L0 gate penalty.
+
+The loop is plain PyTorch: AdamW, cosine schedule with warm-up, gradient clipping,
+early stopping on validation loss with restore of the best edits, a gate log of the
+gates each forward pass actually used, tqdm progress, NaN guard, Ctrl-C checkpoints
+and ``resume``. Only the answer positions are unembedded.
+
+Example (a tiny random model)::
+
+    from jola_lens import JoLAModel
+    from jola_lens.train import JoLATrainer, TrainConfig
+    trainer = JoLATrainer(JoLAModel(model), train=tokenised_train, valid=tokenised_valid,
+                          config=TrainConfig(epochs=3), out_dir="runs/x")
+    result = trainer.train()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from .model import JoLAModel
+from .schedule import PENALTIES, SCHEDULES, GateSchedule, gate_penalty
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Defaults follow the JoLA code (METHODS.md 1.6) unless noted.
+
+    Attributes:
+        lr: AdamW learning rate for a and m (JoLA: 5e-3).
+        gate_lr: learning rate for the gate log-alphas (``None``: same as ``lr``).
+        batch_size: examples per optimiser step (JoLA: 8).
+        eval_batch_size: batch size of validation passes.
+        epochs: maximum epochs (JoLA: 20).
+        max_steps: stop after this many optimiser steps (``None``: no limit).
+        warmup_steps: linear warm-up steps of the cosine schedule (JoLA: 50).
+        lr_schedule: ``"cosine"``, ``"linear"`` or ``"constant"`` (after warm-up).
+        weight_decay: AdamW weight decay (JoLA: 0).
+        max_grad_norm: gradient clipping (HF default 1.0; 0 disables).
+        patience: early-stopping patience in epochs on validation loss (JoLA: 2; 0 disables).
+        penalty: ``"jola_code"`` (the released code), ``"paper"`` (lambda * sum P(open)) or ``"none"``.
+        gate_schedule: one of ``constant, expon, linear, cyclic, perform`` (JoLA: expon).
+        gate_lambda: lambda_0 (``None``: the code's constant for the schedule).
+        seed: seeds data order, gate samples and initialisation replays.
+        eval_every_epochs: validation frequency.
+        log_gates_every: record the gate log every this many steps.
+    """
+
+    lr: float = 5e-3
+    gate_lr: float | None = None
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    epochs: int = 20
+    max_steps: int | None = None
+    warmup_steps: int = 50
+    lr_schedule: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    patience: int = 2
+    penalty: str = "jola_code"
+    gate_schedule: str = "expon"
+    gate_lambda: float | None = None
+    seed: int = 42
+    eval_every_epochs: int = 1
+    log_gates_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {PENALTIES}, got {self.penalty!r}")
+        if self.gate_schedule not in SCHEDULES:
+            raise ValueError(f"gate_schedule must be one of {SCHEDULES}, got {self.gate_schedule!r}")
+        if self.lr_schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"lr_schedule must be cosine, linear or constant, got {self.lr_schedule!r}")
+        for name in ("batch_size", "eval_batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or (self.gate_lr is not None and self.gate_lr <= 0):
+            raise ValueError("learning rates must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good edits were kept."""
+
+
+# ---- batching -------------------------------------------------------------------------------
+def collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
+    """Right-pad tokenised examples (``input_ids``, ``labels``) into tensors."""
+    n = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), n), dtype=torch.long)
+    for i, e in enumerate(examples):
+        k = len(e["input_ids"])
+        ids[i, :k] = torch.as_tensor(e["input_ids"])
+        labels[i, :k] = torch.as_tensor(e["labels"])
+        mask[i, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def batch_order(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+    """Batches of similar length (less padding), in a seeded random order."""
+    idx = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(idx)
+    chunk = 50 * batch_size
+    batches = []
+    for start in range(0, len(idx), chunk):
+        part = sorted(idx[start:start + chunk], key=lambda i: lengths[i])
+        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+# ---- loss -------------------------------------------------------------------------------------
+def answer_loss(
+    model: Any,
+    input_ids: Int[Tensor, "batch pos"],
+    labels: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    reduction: str = "mean",
+) -> Tensor:
+    """Cross-entropy on the answer tokens only, unembedding only the positions that predict them.
+
+    Runs the blocks, then ``ln_final`` and ``unembed`` on the gathered ``[n_answer, d_model]``
+    rows: no ``[batch, pos, vocab]`` logits tensor is ever built.
+    """
+    resid = model(input_ids, attention_mask=attention_mask, stop_at_layer=model.cfg.n_layers)
+    targets = labels[:, 1:]
+    b, t = torch.nonzero(targets != -100, as_tuple=True)
+    if b.numel() == 0:
+        raise ValueError("batch has no answer tokens (every label is -100)")
+    rows = resid[b, t][None]  # [1, n_answer, d_model]
+    logits = model.unembed(model.ln_final(rows))[0]
+    return F.cross_entropy(logits.float(), targets[b, t], reduction=reduction)
+
+
+# ---- gate log ---------------------------------------------------------------------------------
+class GateLog:
+    """Per-step gate values, stored as tensors ``[steps, n_layers, n_heads]`` per kind.
+
+    ``records()`` gives tidy rows (step, layer, head, kind, value, deterministic,
+    prob_open, lambda): ``pandas.DataFrame(log.records())`` is one line away.
+    """
+
+    KIND_NAMES = {"a": "additive", "m": "multiplicative"}
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.lambdas: list[float] = []
+        self.data: dict[str, list[Tensor]] = {}
+
+    def record(self, step: int, lam: float, jola: JoLAModel, site: str = "attn") -> None:
+        e = jola.edits[site]
+        det = e.deterministic_gates()
+        po = jola.prob_open(site)
+        used = e.last_gates or det
+        self.steps.append(step)
+        self.lambdas.append(float(lam))
+        for k in e.kinds():
+            for what, src in (("value", used), ("deterministic", det), ("prob_open", po)):
+                self.data.setdefault(f"{k}.{what}", []).append(src[k].detach().float().cpu().clone())
+
+    def tensor(self, key: str) -> Tensor:
+        """e.g. ``tensor("a.prob_open")``: ``[steps, n_layers, n_heads]``."""
+        return torch.stack(self.data[key])
+
+    def records(self) -> list[dict[str, Any]]:
+        rows = []
+        kinds = sorted({k.split(".")[0] for k in self.data})
+        for k in kinds:
+            v, d, p = self.tensor(f"{k}.value"), self.tensor(f"{k}.deterministic"), self.tensor(f"{k}.prob_open")
+            n_layers, n_heads = v.shape[1:]
+            for si, step in enumerate(self.steps):
+                for layer in range(n_layers):
+                    for head in range(n_heads):
+                        rows.append({
+                            "step": step, "layer": layer, "head": head, "kind": self.KIND_NAMES[k],
+                            "value": float(v[si, layer, head]), "deterministic": float(d[si, layer, head]),
+                            "prob_open": float(p[si, layer, head]), "lambda": self.lambdas[si],
+                        })
+        return rows
+
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        if self.steps:
+            save_file({k: self.tensor(k).contiguous() for k in self.data}, str(d / "gate_log.safetensors"))
+        (d / "gate_log.json").write_text(json.dumps({"steps": self.steps, "lambdas": self.lambdas}))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "GateLog":
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        log = cls()
+        meta = json.loads((d / "gate_log.json").read_text())
+        log.steps, log.lambdas = list(meta["steps"]), list(meta["lambdas"])
+        if log.steps:
+            for k, v in load_file(str(d / "gate_log.safetensors")).items():
+                log.data[k] = list(v.unbind(0))
+        return log
+
+
+# ---- trainer ----------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_run: float
+    best_epoch: int | None
+    best_valid_loss: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "completed"  # completed | early_stopping | max_steps | diverged | interrupted
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class JoLATrainer:
+    """Train a JoLAModel's edits on tokenised examples (dicts with ``input_ids`` and ``labels``).
+
+    Args:
+        jola: the model with its edits.
+        train, valid: tokenised examples (labels -100 except on answer tokens).
+        config: :class:`TrainConfig`.
+        out_dir: where checkpoints, the gate log and the final edits go (optional).
+        progress: show tqdm bars.
+    """
+
+    def __init__(
+        self,
+        jola: JoLAModel,
+        train: list[dict[str, Any]],
+        valid: list[dict[str, Any]] | None = None,
+        config: TrainConfig | None = None,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+        pad_id: int | None = None,
+        callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+    ) -> None:
+        if not train:
+            raise ValueError("the training set is empty")
+        self.jola = jola
+        self.train_data = train
+        self.valid_data = valid or []
+        self.config = config or TrainConfig()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        tok = getattr(jola.model, "tokenizer", None)
+        self.pad_id = pad_id if pad_id is not None else (tok.pad_token_id if tok is not None else 0)
+        self.callbacks = callbacks or []
+        c = self.config
+        self.steps_per_epoch = math.ceil(len(train) / c.batch_size)
+        self.total_steps = self.steps_per_epoch * c.epochs
+        if c.max_steps is not None:
+            self.total_steps = min(self.total_steps, c.max_steps)
+        self.schedule = GateSchedule(c.gate_schedule, c.gate_lambda, self.total_steps)
+        self.gate_log = GateLog()
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_valid: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.bad_epochs = 0
+        self._build_optimizer()
+
+    # -- optimiser -----------------------------------------------------------------------------
+    def _build_optimizer(self) -> None:
+        c = self.config
+        gate_params, edit_params = [], []
+        for name, p in self.jola.named_edit_parameters():
+            (gate_params if "log_alpha" in name else edit_params).append(p)
+        groups = [{"params": edit_params, "lr": c.lr}]
+        if gate_params:
+            groups.append({"params": gate_params, "lr": c.gate_lr or c.lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if c.warmup_steps and step < c.warmup_steps:
+            return (step + 1) / (c.warmup_steps + 1)
+        if c.lr_schedule == "constant":
+            return 1.0
+        span = max(self.total_steps - c.warmup_steps, 1)
+        progress = min((step - c.warmup_steps) / span, 1.0)
+        if c.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def validation_loss(self) -> float | None:
+        """Mean answer-token cross-entropy on the validation set with deterministic gates."""
+        if not self.valid_data:
+            return None
+        was_training = self.jola.training
+        self.jola.eval()
+        total, count = 0.0, 0
+        lengths = [len(e["input_ids"]) for e in self.valid_data]
+        with self.jola.applied():
+            for idx in batch_order(lengths, self.config.eval_batch_size, 0, shuffle=False):
+                b = collate([self.valid_data[i] for i in idx], self.pad_id)
+                loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
+                total += float(loss)
+                count += int((b["labels"][:, 1:] != -100).sum())
+        self.jola.train(was_training)
+        return total / max(count, 1)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, resume_from: str | Path | None = None) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        c = self.config
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        else:
+            torch.manual_seed(c.seed)
+        start = time.time()
+        lengths = [len(e["input_ids"]) for e in self.train_data]
+        stopped = "completed"
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="JoLA", unit="step")
+        self.jola.train()
+        try:
+            while self.epoch < c.epochs and stopped == "completed":
+                batches = batch_order(lengths, c.batch_size, c.seed + self.epoch)
+                while self.batch_in_epoch < len(batches):
+                    if c.max_steps is not None and self.step >= c.max_steps:
+                        stopped = "max_steps"
+                        break
+                    idx = batches[self.batch_in_epoch]
+                    stats = self._train_step(collate([self.train_data[i] for i in idx], self.pad_id))
+                    self.batch_in_epoch += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats['ce']:.3f}", open=stats["open"], lam=f"{stats['lambda']:.3g}")
+                    for cb in self.callbacks:
+                        cb(stats)
+                if stopped != "completed":
+                    break
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if self._end_of_epoch():
+                    stopped = "early_stopping"
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            if self.out_dir is not None:
+                path = self.save_checkpoint(self.out_dir / "checkpoint")
+                print(f"\n[jola_lens] interrupted: checkpoint saved to {path}; continue with resume", flush=True)
+        except TrainingDiverged as e:
+            stopped = "diverged"
+            print(f"\n[jola_lens] {e}", flush=True)
+        finally:
+            bar.close()
+            self.jola.eval()
+        if stopped in ("completed", "early_stopping", "max_steps") and self.best_state is not None:
+            self.jola.load_edit_state(self.best_state)
+        result = TrainResult(
+            steps=self.step,
+            epochs_run=self.epoch + self.batch_in_epoch / max(self.steps_per_epoch, 1),
+            best_epoch=self.best_epoch,
+            best_valid_loss=self.best_valid,
+            history=self.history,
+            stopped=stopped,
+            seconds=time.time() - start,
+        )
+        if self.out_dir is not None and stopped != "interrupted":
+            self.save_run(self.out_dir, result)
+        return result
+
+    def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Any]:
+        c = self.config
+        good_state = self.jola.edit_state()
+        lam = self.schedule.value(self.step + 1)
+        with self.jola.applied():
+            ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
+        n_heads = self.jola.model.cfg.n_heads
+        pen = sum(gate_penalty(e.prob_open(), lam, c.penalty, n_heads) for e in self.jola.edits.values())
+        loss = ce + pen
+        if not bool(torch.isfinite(loss.detach())):
+            self.jola.load_edit_state(good_state)
+            raise TrainingDiverged(
+                f"loss is {float(loss.detach())} at step {self.step + 1}: training stopped, the last good edits were kept"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.jola.edit_parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.schedule.observe(float(loss.detach()))
+        if self.step % c.log_gates_every == 0 and "attn" in self.jola.edits:
+            self.gate_log.record(self.step, lam, self.jola)
+        counts = self.jola.open_gate_counts() if "attn" in self.jola.edits else {"total": -1}
+        return {"step": self.step, "ce": float(ce.detach()), "penalty": float(pen.detach()) if torch.is_tensor(pen) else float(pen), "lambda": lam, "open": counts["total"]}
+
+    def _end_of_epoch(self) -> bool:
+        """Validate, keep the best edits; True when early stopping triggers."""
+        c = self.config
+        if self.epoch % c.eval_every_epochs != 0:
+            return False
+        v = self.validation_loss()
+        counts = self.jola.open_gate_counts() if "attn" in self.jola.edits else {}
+        self.history.append({"epoch": self.epoch, "step": self.step, "valid_loss": v, **counts})
+        if v is None:
+            self.best_state = self.jola.edit_state()
+            return False
+        if self.best_valid is None or v < self.best_valid:
+            self.best_valid, self.best_epoch = v, self.epoch
+            self.best_state = self.jola.edit_state()
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        return bool(c.patience) and self.bad_epochs >= c.patience
+
+    # -- persistence (no pickle: tensors in safetensors, the rest in JSON) -----------------------
+    def save_run(self, out_dir: str | Path, result: TrainResult) -> None:
+        d = Path(out_dir)
+        self.jola.save(d, extra={"train_config": self.config.to_dict()})
+        self.gate_log.save(d)
+        (d / "train_result.json").write_text(json.dumps(result.to_dict(), indent=2))
+
+    def save_checkpoint(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, Tensor] = {f"edits.{k}": v.contiguous() for k, v in self.jola.edit_state().items()}
+        opt = self.optimizer.state_dict()
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).contiguous()
+        tensors["rng"] = torch.get_rng_state()
+        if self.best_state is not None:
+            tensors.update({f"best.{k}": v.contiguous() for k, v in self.best_state.items()})
+        save_file(tensors, str(d / "state.safetensors"))
+        meta = {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "best_valid": self.best_valid, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+            "history": self.history, "schedule": self.schedule.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "opt_param_groups": opt["param_groups"],
+            "train_config": self.config.to_dict(),
+        }
+        (d / "trainer_state.json").write_text(json.dumps(meta, default=float))
+        self.gate_log.save(d)
+        return d
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if not (d / "state.safetensors").is_file():
+            raise FileNotFoundError(f"no checkpoint in {d} (expected state.safetensors and trainer_state.json)")
+        tensors = load_file(str(d / "state.safetensors"))
+        meta = json.loads((d / "trainer_state.json").read_text())
+        self.jola.load_edit_state({k[6:]: v for k, v in tensors.items() if k.startswith("edits.")})
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best_state = best or None
+        state: dict[int, dict[str, Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, pid, name = k.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["opt_param_groups"]})
+        self.scheduler.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(tensors["rng"])
+        self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        self.best_valid, self.best_epoch, self.bad_epochs = meta["best_valid"], meta["best_epoch"], meta["bad_epochs"]
+        self.history = meta["history"]
+        self.schedule.load_state_dict(meta["schedule"])
+        if (d / "gate_log.json").is_file():
+            self.gate_log = GateLog.load(d)
