@@ -89,8 +89,9 @@ ALPACA_TEMPLATE = (
 RESPONSE_TEMPLATE = "### Response:\n"
 #: A plain question/answer prompt for base models and log-likelihood scoring.
 CLOZE_TEMPLATE = "Question: {stem}\nAnswer:"
+QA_TEMPLATE = "Question: {stem}\nOptions: {options}\nAnswer:"
 
-PROMPT_STYLES = ("chat", "alpaca", "cloze")
+PROMPT_STYLES = ("chat", "alpaca", "cloze", "qa")
 TARGETS = ("label", "choice_text")
 
 _LETTERS = [chr(ord("A") + i) for i in range(10)]  # MMLU-Pro: A..J
@@ -692,7 +693,9 @@ def format_prompt(example: Mapping[str, Any], tokenizer: Any = None, style: str 
     * ``"chat"``: the tokenizer's chat template with one user turn (the question) and the
       generation prompt; needs a tokenizer with a chat template;
     * ``"alpaca"``: :data:`ALPACA_TEMPLATE`, JoLA's exact prompt (``tokenizer`` unused);
-    * ``"cloze"``: ``"Question: {stem}\\nAnswer:"`` with :func:`question_stem` (``tokenizer`` unused).
+    * ``"cloze"``: ``"Question: {stem}\\nAnswer:"`` with :func:`question_stem` (``tokenizer`` unused);
+    * ``"qa"``: the cloze prompt with the options listed (``"Question: {stem}\\nOptions: a; b\\nAnswer:"``),
+      meant for ``target="choice_text"``: the model answers with the option's text.
 
     Example:
         >>> ex = {"question": "Please choose the correct answer to the question: Sky colour?\\n\\n"
@@ -713,6 +716,11 @@ def format_prompt(example: Mapping[str, Any], tokenizer: Any = None, style: str 
         return ALPACA_TEMPLATE.format(instruction=question)
     if style == "cloze":
         return CLOZE_TEMPLATE.format(stem=question_stem(example))
+    if style == "qa":
+        options = "; ".join(c.strip() for c in choices_of(example))
+        if not options:
+            return CLOZE_TEMPLATE.format(stem=question_stem(example))
+        return QA_TEMPLATE.format(stem=question_stem(example), options=options)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise DataError("style='chat' needs a tokenizer with a chat template (use style='alpaca' for base models)")
     return tokenizer.apply_chat_template(
@@ -761,7 +769,7 @@ def format_target(
     text = _target_text(example, target)
     if style == "chat":
         return text + end_of_turn(tokenizer)
-    if style == "cloze" and not text[:1].isspace():
+    if style in ("cloze", "qa") and not text[:1].isspace():
         text = " " + text
     if add_eos:
         eos = getattr(tokenizer, "eos_token", None)

@@ -1,0 +1,326 @@
+"""The ``jola-lens`` command: train | eval | heads | merge | demo.
+
+User errors (bad paths, malformed data, a run trained on another model, bad settings)
+exit with status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_DEFAULTS = dict(epochs=3, lr=5e-3, gate_lr=0.05, penalty="paper", gate_schedule="constant",
+                     gate_lambda=2e-3, warmup_steps=10)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .loading import ModelLoadError
+    from .model import JoLALoadError
+
+    return (DataError, ModelLoadError, JoLALoadError, ValueError, FileNotFoundError, NotADirectoryError)
+
+
+def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
+    p.add_argument("--task", default=default_task,
+                   help="'demo' (bundled ARC-Easy sample), a task folder name under --data-root, or a folder path")
+    p.add_argument("--data-root", default=None, help="folder holding task folders (default: $JOLA_LENS_DATA, ./data, ../shared/data)")
+    p.add_argument("--style", default=None, help="prompt style: chat | alpaca | cloze | qa")
+    p.add_argument("--target", default=None, help="label | choice_text")
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--valid-size", type=int, default=None)
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--model", default="smollm2", help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML with sections task, jola, train (flags override it)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--gate-lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--penalty", default=None, help="paper | jola_code | none")
+    p.add_argument("--gate-schedule", default=None, help="constant | expon | linear | cyclic | perform")
+    p.add_argument("--gate-lambda", type=float, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--layers", default=None, help="comma-separated layers to edit (default: all)")
+    p.add_argument("--edit", default=None, help="both | additive | multiplicative")
+    p.add_argument("--gate-mode", default=None, help="two | shared | none")
+    p.add_argument("--sites", default=None, help="attn | mlp | attn,mlp")
+    p.add_argument("--no-generation", action="store_true", help="skip generation-based scoring")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jola-lens", description="JoLA on TransformerLens")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("demo", help="train JoLA on the bundled ARC-Easy sample and show the result")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
+    p.add_argument("--test-size", type=int, default=300)
+    p.add_argument("--train-size", type=int, default=200)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("train", help="train JoLA on a task and evaluate it")
+    _add_task_args(p)
+    _add_train_args(p)
+    p.add_argument("--out", required=True, help="output folder (edits, gate log, results.json)")
+    p.add_argument("--no-zero-shot", action="store_true")
+
+    p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
+    _add_task_args(p)
+    p.add_argument("--run", default=None, help="a saved run folder (edits.safetensors + jola_config.json)")
+    p.add_argument("--out", default=None, help="write scores and per-example predictions here")
+    p.add_argument("--no-generation", action="store_true")
+
+    p = sub.add_parser("heads", help="table of the open heads of a saved run")
+    p.add_argument("run")
+    p.add_argument("--html", default=None, help="also write heatmap and trajectory figures into this folder")
+    p.add_argument("--all", action="store_true", help="list every head, open or not")
+
+    p = sub.add_parser("merge", help="fold a run's edits into W_O/b_O and write the merged model")
+    p.add_argument("run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", default="smollm2")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .loading import set_offline_env
+
+    set_offline_env()
+    args = build_parser().parse_args(argv)
+    try:
+        return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "heads": cmd_heads,
+                "merge": cmd_merge}[args.cmd](args)
+    except _user_errors() as e:
+        print(f"jola-lens: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jola-lens: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def _load_yaml(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    try:
+        cfg = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict) or set(cfg) - {"task", "jola", "train"}:
+        raise ValueError(f"{p}: expected a mapping with sections task, jola, train")
+    return cfg
+
+
+def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from .experiment import TaskSpec
+
+    d = dict(base or {})
+    for key in ("task", "data_root", "style", "target", "train_size", "valid_size", "test_size", "seed"):
+        v = getattr(args, key, None)
+        if v is not None:
+            d[key] = v
+    return TaskSpec.from_dict(d)
+
+
+def _configs(args: argparse.Namespace, base: dict[str, Any]):
+    from .config import JoLAConfig
+    from .train import TrainConfig
+
+    j = dict(base.get("jola", {}))
+    if args.layers:
+        j["layers"] = [int(x) for x in args.layers.split(",")]
+    for key in ("edit", "gate_mode"):
+        if getattr(args, key):
+            j[key] = getattr(args, key)
+    if args.sites:
+        j["sites"] = tuple(args.sites.split(","))
+    t = dict(base.get("train", {}))
+    for key in ("epochs", "lr", "gate_lr", "batch_size", "penalty", "gate_schedule", "gate_lambda",
+                "warmup_steps", "patience", "seed"):
+        v = getattr(args, key, None)
+        if v is not None:
+            t[key] = v
+    return JoLAConfig.from_dict(j), TrainConfig.from_dict(t)
+
+
+def _print_heads(rows: list[dict[str, Any]], limit: int | None = 20) -> None:
+    if not rows:
+        print("  (no open heads)")
+        return
+    print(f"  {'layer':>5} {'head':>4} {'g_a':>6} {'g_m':>6} {'|a|':>7} {'|m|':>7}")
+    for r in rows[:limit] if limit else rows:
+        print(f"  {r['layer']:>5} {r['head']:>4} {r['g_a']:>6.3f} {r['g_m']:>6.3f} {r['norm_a']:>7.3f} {r['norm_m']:>7.3f}")
+    if limit and len(rows) > limit:
+        print(f"  ... {len(rows) - limit} more (jola-lens heads RUN --all)")
+
+
+def _write_figures(run_dir: Path) -> list[Path]:
+    try:
+        from .plots import write_run_figures
+    except ImportError:  # plots are optional for training itself
+        return []
+    return write_run_figures(run_dir, run_dir)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .config import JoLAConfig
+    from .experiment import TaskSpec, run_experiment
+    from .loading import load_model
+    from .train import TrainConfig
+
+    t0 = time.time()
+    out = Path(args.out)
+    print("[jola_lens] loading the bundled SmolLM2-135M-Instruct")
+    model = load_model("smollm2")
+    spec = TaskSpec(task="demo", seed=args.seed, train_size=args.train_size, test_size=args.test_size)
+    tc = TrainConfig(**{**DEMO_DEFAULTS, "epochs": args.epochs}, seed=args.seed)
+    res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=out,
+                         progress=not args.no_progress)
+    r = res.results
+    figs = _write_figures(out)
+    r["demo_seconds"] = time.time() - t0
+    r["figures"] = [str(p) for p in figs]
+    (out / "results.json").write_text(json.dumps(r, indent=2))
+    zs, jl = r["zero_shot"], r["jola"]
+    se = jl.get("likelihood_acc_stderr", 0.0)
+    print()
+    print(f"ARC-Easy, {r['n_test']} test questions, JoLA trained on {r['n_train']} examples (seed {args.seed})")
+    print(f"  {'':28} {'likelihood':>10} {'generation':>10}")
+    print(f"  {'majority training label':28} {r['majority_label_acc']:>10.3f} {'':>10}")
+    print(f"  {'zero-shot':28} {zs['likelihood_acc']:>10.3f} {zs.get('generation_acc', float('nan')):>10.3f}")
+    print(f"  {'JoLA':28} {jl['likelihood_acc']:>10.3f} {jl.get('generation_acc', float('nan')):>10.3f}")
+    print(f"  (standard error at n={r['n_test']}: about {se:.3f})")
+    og = r["open_gates"]
+    print(f"open gates: additive {og['additive']}/270, multiplicative {og['multiplicative']}/270")
+    print("open heads (strongest first):")
+    _print_heads(r["active_heads"], 15)
+    print(f"saved: {out}/edits.safetensors, results.json" + (f", {len(figs)} figures" if figs else ""))
+    print(f"demo wall time {r['demo_seconds']:.0f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .experiment import run_experiment
+    from .loading import load_model
+
+    base = _load_yaml(args.config)
+    spec = _spec(args, base.get("task"))
+    jc, tc = _configs(args, base)
+    model = load_model(args.model)
+    res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=args.out,
+                         zero_shot=not args.no_zero_shot, generation=not args.no_generation,
+                         progress=not args.no_progress)
+    _write_figures(Path(args.out))
+    print(json.dumps({k: res.results[k] for k in ("zero_shot", "jola", "open_gates") if k in res.results}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .experiment import evaluate_task, load_task_data
+    from .loading import load_model
+    from .model import JoLAModel
+
+    model = load_model(args.model)
+    spec = _spec(args)
+    target = JoLAModel.load(args.run, model) if args.run else model
+    td = load_task_data(spec)
+    out = Path(args.out) if args.out else None
+    r = evaluate_task(target, td, spec, generation=not args.no_generation, progress=not args.no_progress,
+                      out_path=out / "predictions.jsonl" if out else None)
+    r["which"] = f"JoLA edits from {args.run}" if args.run else "zero-shot"
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scores.json").write_text(json.dumps(r, indent=2))
+    print(json.dumps(r, indent=2))
+    return 0
+
+
+def read_run_heads(run: str | Path) -> list[dict[str, Any]]:
+    """Open-head rows from a saved run, without loading a model."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .config import JoLAConfig
+    from .gates import deterministic
+    from .model import CONFIG_FILE, EDITS_FILE, JoLALoadError
+
+    d = Path(run)
+    if not (d / CONFIG_FILE).is_file() or not (d / EDITS_FILE).is_file():
+        raise FileNotFoundError(f"{d} is not a saved JoLA run (needs {CONFIG_FILE} and {EDITS_FILE})")
+    try:
+        cfg = JoLAConfig.from_dict(json.loads((d / CONFIG_FILE).read_text())["jola_config"])
+        t = load_file(str(d / EDITS_FILE))
+    except Exception as e:
+        raise JoLALoadError(f"{d}: cannot read the run ({type(e).__name__}: {e})") from None
+    mask = t["attn.mask"].float()
+
+    def gate(kind: str) -> torch.Tensor:
+        key = {"two": f"attn.gate_{kind}.log_alpha", "shared": "attn.gate_shared.log_alpha"}.get(cfg.gate_mode)
+        if key and key in t:
+            return deterministic(t[key], tuple(cfg.limits)) * mask
+        return mask if f"attn.{kind}" in t else torch.zeros_like(mask)
+
+    ga, gm = gate("a"), gate("m")
+    na = t["attn.a"].norm(dim=-1) if "attn.a" in t else torch.zeros_like(mask)
+    nm = t["attn.m"].norm(dim=-1) if "attn.m" in t else torch.zeros_like(mask)
+    rows = []
+    for layer in range(mask.shape[0]):
+        for head in range(mask.shape[1]):
+            rows.append({"layer": layer, "head": head, "g_a": float(ga[layer, head]), "g_m": float(gm[layer, head]),
+                         "norm_a": float(na[layer, head]), "norm_m": float(nm[layer, head])})
+    rows.sort(key=lambda r: -max(r["g_a"], r["g_m"]))
+    return rows
+
+
+def cmd_heads(args: argparse.Namespace) -> int:
+    rows = read_run_heads(args.run)
+    open_rows = rows if args.all else [r for r in rows if max(r["g_a"], r["g_m"]) > 0]
+    print(f"{len([r for r in rows if max(r['g_a'], r['g_m']) > 0])} of {len(rows)} heads open in {args.run}")
+    _print_heads(open_rows, None)
+    if args.html:
+        from .plots import write_run_figures
+
+        for p in write_run_figures(args.run, args.html):
+            print(f"wrote {p}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from .loading import load_model
+    from .model import JoLAModel, model_identity
+
+    model = load_model(args.model)
+    jm = JoLAModel.load(args.run, model)
+    merged = jm.merge(inplace=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(out / "model.safetensors"))
+    cfg = {k: (str(v) if not isinstance(v, (int, float, str, bool, list, type(None))) else v)
+           for k, v in merged.cfg.to_dict().items()}
+    (out / "tl_config.json").write_text(json.dumps({"identity": model_identity(merged), "cfg": cfg,
+                                                     "merged_from": str(args.run)}, indent=2))
+    print(f"merged model written to {out} (model.safetensors, tl_config.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
