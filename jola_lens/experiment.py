@@ -182,7 +182,7 @@ def evaluate_task(
                                      prepend_bos=prepend_bos, progress=progress)
             if spec.target == "label":
                 labels = D.label_set(td.train + td.test) or []
-                parser = E._auto_parser(labels)
+                parser = E.auto_parser(labels)
                 preds = [parser(g) for g in gens]
                 out["generation_acc"] = E.accuracy(preds, golds)
             else:
@@ -196,7 +196,7 @@ def evaluate_task(
             out[k + "_stderr"] = E.standard_error(out[k], len(test))
     out["seconds"] = time.time() - t0
     if out_path is not None:
-        E._write_jsonl(out_path, rows)
+        E.write_jsonl(out_path, rows)
     return out
 
 
