@@ -12,15 +12,22 @@ from .config import JoLAConfig
 from .edits import HeadEdit
 from .gates import HardConcrete
 from .loading import ModelLoadError, load_model
+from .data import DataError, JoLADataset, make_data_collator
 from .model import JoLALoadError, JoLAModel
+from .train import JoLATrainer, TrainConfig
 
 __all__ = [
     "__version__",
+    "DataError",
     "HardConcrete",
     "HeadEdit",
     "JoLAConfig",
+    "JoLADataset",
     "JoLALoadError",
     "JoLAModel",
+    "JoLATrainer",
     "ModelLoadError",
+    "TrainConfig",
     "load_model",
+    "make_data_collator",
 ]

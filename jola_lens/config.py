@@ -95,10 +95,18 @@ class JoLAConfig:
     def get_jola_config(cls, default: bool = True, config_path: str | Path | None = None) -> dict[str, Any]:
         """The original package's nested config dict (``model_config``, ``training_config``,
         ``data_config``, ``jola_config``). ``default=True`` returns our defaults, which follow
-        the original ``config.yaml`` except for the model (the bundled SmolLM2) and device (cpu).
+        the original ``config.yaml`` except for the model (the bundled SmolLM2's cached checkpoint
+        directory), the device (cpu) and the data (the bundled ARC-Easy sample).
         """
         if default:
-            return json.loads(json.dumps(_ORIGINAL_DEFAULTS))
+            cfg = json.loads(json.dumps(_ORIGINAL_DEFAULTS))
+            from .loading import bundled_checkpoint_dir
+
+            # A real checkpoint directory, so that AutoTokenizer.from_pretrained(**model_config)
+            # works as in the original quick-start.
+            cfg["model_config"]["pretrained_model_name_or_path"] = str(bundled_checkpoint_dir(verbose=False))
+            cfg["data_config"]["data_path"] = str(Path(__file__).parent / "data" / "arc_easy")
+            return cfg
         if config_path is None:
             raise ValueError("get_jola_config(default=False) needs config_path")
         import yaml
@@ -128,9 +136,9 @@ _ORIGINAL_DEFAULTS: dict[str, Any] = {
         "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": 8,
         "num_train_epochs": 20,
-        "early_stopping_patience": 2,
         "seed": 42,
         "output_dir": "./output",
+        "report_to": "none",
     },
     "data_config": {"train_size": 200, "task_name": "common_reason", "data_path": None},
     "jola_config": {"gate_lambda": 4e-5, "gate_scheduler": "expon"},

@@ -27,7 +27,7 @@ from .config import JoLAConfig
 from .model import JoLAModel
 from .train import JoLATrainer, TrainConfig
 
-PACKAGE_DATA = Path(__file__).parent / "data"
+DEMO_DATA = Path(__file__).parent / "data" / "arc_easy"
 
 
 @dataclass
@@ -73,13 +73,11 @@ class TaskSpec:
 def load_task_data(spec: TaskSpec) -> D.TaskData:
     """The train/valid/test split for ``spec`` (seeded, disjoint)."""
     if spec.task == "demo":
-        pool = D.load_examples(PACKAGE_DATA / "arc_easy_train.jsonl")
-        test = D.load_examples(PACKAGE_DATA / "arc_easy_test.jsonl")
-        if spec.test_size is not None:
-            test = D.sample_subset(test, min(spec.test_size, len(test)), seed=spec.test_seed)
-        td = D.make_splits(pool, test, train_size=spec.train_size, valid_size=spec.valid_size, seed=spec.seed)
-        td.name = "ARC-Easy (bundled sample)"
-        return td
+        folder = DEMO_DATA
+        train, valid, test = (D.load_examples(folder / f"{s}.jsonl") for s in ("train", "valid", "test"))
+        cut = lambda xs, n: xs if n is None or n >= len(xs) else D.sample_subset(xs, n, seed=spec.seed)  # noqa: E731
+        return D.TaskData(train=cut(train, spec.train_size), valid=cut(valid, spec.valid_size),
+                          test=cut(test, spec.test_size), name="ARC-Easy (bundled sample)")
     return D.load_task(
         spec.task, data_root=spec.data_root, train_size=spec.train_size, valid_size=spec.valid_size,
         test_size=spec.test_size, seed=spec.seed, test_seed=spec.test_seed,

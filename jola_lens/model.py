@@ -335,8 +335,12 @@ class JoLAModel(nn.Module):
         sites = {"attention": ("attn",), "attn": ("attn",), "mlp": ("mlp",), "both": ("attn", "mlp")}
         if applied_module not in sites:
             raise ValueError(f"applied_module must be one of {sorted(sites)}, got {applied_module!r}")
+        import dataclasses
+
+        fields = {f.name for f in dataclasses.fields(JoLAConfig)}
+        edit_kw = {k: v for k, v in kwargs.items() if k in fields}  # others (device_map, ...) are ignored
         model = load_model(pretrained_model_name_or_path, device=device, dtype=torch_dtype)
-        return cls(model, JoLAConfig(layers=applied_layers, sites=sites[applied_module], **kwargs))
+        return cls(model, JoLAConfig(layers=applied_layers, sites=sites[applied_module], **edit_kw))
 
     def unfreeze_jola_params(self) -> list[nn.Parameter]:
         """Original-package name: base frozen, edits trainable (already so here); returns the edit params."""

@@ -101,6 +101,55 @@ class TrainConfig:
         return cls(**d)
 
 
+def _from_original_interface(jola, train_dataset, eval_dataset, tokenizer, args, gate_scheduler,
+                             max_seq_length, callbacks):
+    """Map ``JoLATrainer(model, train_dataset=, eval_dataset=, tokenizer=, args=TrainingArguments,
+    callbacks=[EarlyStoppingCallback], gate_scheduler=)`` onto our trainer.
+
+    Datasets are lists (or HF datasets) of examples from :class:`jola_lens.data.JoLADataset`;
+    they are tokenised with JoLA's Alpaca prompt and the bare label as target, as the original.
+    """
+    from .data import load_examples, tokenize_examples
+
+    tok = tokenizer if tokenizer is not None else jola.model.tokenizer
+
+    def prep(ds):
+        if ds is None:
+            return None
+        rows = list(ds)
+        if rows and "input_ids" in rows[0] and "labels" in rows[0]:
+            return rows
+        return tokenize_examples(load_examples(rows), tok, style="alpaca", target="label",
+                                 max_length=max_seq_length)
+
+    get = (lambda k, d: getattr(args, k, d)) if not isinstance(args, dict) else (lambda k, d: args.get(k, d))
+    max_steps = get("max_steps", -1)
+    sched = get("lr_scheduler_type", "cosine")
+    sched = getattr(sched, "value", sched)
+    cfg = TrainConfig(
+        lr=float(get("learning_rate", 5e-3)),
+        batch_size=int(get("per_device_train_batch_size", 8)),
+        eval_batch_size=int(get("per_device_eval_batch_size", 8)),
+        epochs=max(1, int(math.ceil(float(get("num_train_epochs", 20))))),
+        max_steps=None if max_steps is None or max_steps < 0 else int(max_steps),
+        warmup_steps=int(get("warmup_steps", 50)),
+        lr_schedule=str(sched) if str(sched) in ("cosine", "linear", "constant") else "cosine",
+        weight_decay=float(get("weight_decay", 0.0)),
+        max_grad_norm=float(get("max_grad_norm", 1.0)),
+        seed=int(get("seed", 42)),
+        penalty="jola_code" if gate_scheduler else "none",
+        gate_schedule=gate_scheduler or "expon",
+    )
+    ours = []
+    for cb in callbacks or []:
+        if hasattr(cb, "early_stopping_patience"):
+            cfg.patience = int(cb.early_stopping_patience)
+        elif callable(cb):
+            ours.append(cb)
+    out_dir = get("output_dir", None)
+    return prep(train_dataset), prep(eval_dataset), cfg, out_dir, ours
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good edits were kept."""
 
@@ -257,14 +306,28 @@ class JoLATrainer:
     def __init__(
         self,
         jola: JoLAModel,
-        train: list[dict[str, Any]],
+        train: list[dict[str, Any]] | None = None,
         valid: list[dict[str, Any]] | None = None,
         config: TrainConfig | None = None,
         out_dir: str | Path | None = None,
         progress: bool = True,
         pad_id: int | None = None,
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        *,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        tokenizer: Any = None,
+        data_collator: Any = None,
+        args: Any = None,
+        gate_scheduler: str | None = None,
+        dataset_text_field: str | None = None,
+        max_seq_length: int = 400,
+        peft_config: Any = None,
     ) -> None:
+        if train_dataset is not None:  # the original package's keyword interface
+            train, valid, config, out_dir, callbacks = _from_original_interface(
+                jola, train_dataset, eval_dataset, tokenizer, args, gate_scheduler, max_seq_length, callbacks
+            )
         if not train:
             raise ValueError("the training set is empty")
         self.jola = jola
