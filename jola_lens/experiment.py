@@ -55,7 +55,7 @@ class TaskSpec:
     seed: int = 42
     test_seed: int = 0
     max_length: int = 400
-    max_new_tokens: int = 24
+    max_new_tokens: int = 16
     eval_batch_size: int = 16
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +91,20 @@ def is_multiple_choice(td: D.TaskData) -> bool:
 def tokenize_splits(tokenizer: Any, td: D.TaskData, spec: TaskSpec, prepend_bos: bool = False) -> tuple[list, list]:
     kw = dict(style=spec.style, target=spec.target, max_length=spec.max_length, prepend_bos=prepend_bos)
     return D.tokenize_examples(td.train, tokenizer, **kw), D.tokenize_examples(td.valid, tokenizer, **kw)
+
+
+def group_references(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge generation examples that share a prompt (E2E has one row per reference) into one
+    example with every reference, for multi-reference scoring. Keeps first-seen order."""
+    groups: dict[str, dict[str, Any]] = {}
+    for e in examples:
+        g = groups.get(e["question"])
+        refs = list(e.get("references") or [e["answer"]])
+        if g is None:
+            groups[e["question"]] = {**e, "references": refs}
+        else:
+            g["references"] += [r for r in refs if r not in g["references"]]
+    return list(groups.values())
 
 
 def _norm(text: str) -> str:
@@ -141,7 +155,7 @@ def evaluate_task(
     hooked, _ = E.prepare_model(model)
     tok = hooked.tokenizer
     prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
-    test = td.test
+    test = td.test if is_multiple_choice(td) else group_references(td.test)
     prompts = [D.format_prompt(e, tok, spec.style) for e in test]
     golds = [e["answer"] for e in test]
     bs = spec.eval_batch_size
@@ -150,7 +164,7 @@ def evaluate_task(
     t0 = time.time()
     if not is_multiple_choice(td):
         gens = E.generate_greedy(model, prompts, max_new_tokens=max(spec.max_new_tokens, 64), batch_size=bs,
-                                 prepend_bos=prepend_bos, progress=progress)
+                                 prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)
         gens = [g.strip().split("\n")[0] for g in gens]
         refs = [e["references"] or [e["answer"]] for e in test]
         out.update(bleu=E.bleu(gens, refs), rouge_l=E.rouge_l(gens, refs))
@@ -177,7 +191,7 @@ def evaluate_task(
                 r["likelihood_pred"], r["likelihood_norm_pred"] = p, q
         if generation:
             gens = E.generate_greedy(model, prompts, max_new_tokens=spec.max_new_tokens, batch_size=bs,
-                                     prepend_bos=prepend_bos, progress=progress)
+                                     prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)
             if spec.target == "label":
                 labels = D.label_set(td.train + td.test) or []
                 parser = E.auto_parser(labels)
