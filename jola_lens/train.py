@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .data import DataCollator, length_grouped_batches
 from .model import JoLAModel
 from .schedule import PENALTIES, SCHEDULES, GateSchedule, gate_penalty
 
@@ -156,33 +156,8 @@ class TrainingDiverged(RuntimeError):
 
 # ---- batching -------------------------------------------------------------------------------
 def collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
-    """Right-pad tokenised examples (``input_ids``, ``labels``) into tensors."""
-    n = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), n), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), n), dtype=torch.long)
-    for i, e in enumerate(examples):
-        k = len(e["input_ids"])
-        ids[i, :k] = torch.as_tensor(e["input_ids"])
-        labels[i, :k] = torch.as_tensor(e["labels"])
-        mask[i, :k] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def batch_order(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
-    """Batches of similar length (less padding), in a seeded random order."""
-    idx = list(range(len(lengths)))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(idx)
-    chunk = 50 * batch_size
-    batches = []
-    for start in range(0, len(idx), chunk):
-        part = sorted(idx[start:start + chunk], key=lambda i: lengths[i])
-        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
+    """Right-pad tokenised examples (``input_ids``, ``labels``) into tensors (masks from lengths)."""
+    return DataCollator(pad_token_id=pad_id)(examples)
 
 
 # ---- loss -------------------------------------------------------------------------------------
@@ -391,7 +366,7 @@ class JoLATrainer:
         total, count = 0.0, 0
         lengths = [len(e["input_ids"]) for e in self.valid_data]
         with self.jola.applied():
-            for idx in batch_order(lengths, self.config.eval_batch_size, 0, shuffle=False):
+            for idx in length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False):
                 b = collate([self.valid_data[i] for i in idx], self.pad_id)
                 loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
                 total += float(loss)
@@ -415,7 +390,7 @@ class JoLATrainer:
         self.jola.train()
         try:
             while self.epoch < c.epochs and stopped == "completed":
-                batches = batch_order(lengths, c.batch_size, c.seed + self.epoch)
+                batches = length_grouped_batches(lengths, c.batch_size, c.seed + self.epoch)
                 while self.batch_in_epoch < len(batches):
                     if c.max_steps is not None and self.step >= c.max_steps:
                         stopped = "max_steps"

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from jola_lens import JoLAConfig, JoLAModel
 from jola_lens.schedule import GateSchedule, gate_penalty
-from jola_lens.train import GateLog, JoLATrainer, TrainConfig, answer_loss, batch_order, collate
+from jola_lens.train import GateLog, JoLATrainer, TrainConfig, answer_loss, collate
 
 
 def toy_data(n: int, seed: int = 0, vocab: int = 97) -> list[dict]:
@@ -55,14 +55,6 @@ def test_answer_loss_matches_full_logits(tiny_model):
     ref = F.cross_entropy(full[:, :-1].reshape(-1, full.shape[-1]), tgt.reshape(-1), ignore_index=-100)
     ours = answer_loss(tiny_model, b["input_ids"], b["labels"], b["attention_mask"])
     assert torch.allclose(ours, ref, atol=1e-5)
-
-
-def test_batch_order_covers_everything_once():
-    lengths = [5, 9, 3, 7, 7, 2, 8, 1, 6, 4, 10]
-    batches = batch_order(lengths, 3, seed=0)
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(len(lengths)))
-    assert batches == batch_order(lengths, 3, seed=0) and batches != batch_order(lengths, 3, seed=1)
 
 
 def _train(model, cfg, **kw):
