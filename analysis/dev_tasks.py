@@ -26,7 +26,7 @@ from jola_lens.loading import load_model, set_offline_env
 from jola_lens.train import TrainConfig
 
 CONFIGS = {
-    "demo": (dict(style="qa", target="choice_text"), DEMO_DEFAULTS),
+    "demo": (dict(style="cloze", target="choice_text"), DEMO_DEFAULTS),
     "paper": (dict(style="alpaca", target="label"),
               dict(lr=5e-3, penalty="jola_code", gate_schedule="expon", warmup_steps=50, patience=2)),
 }

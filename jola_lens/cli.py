@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_DEFAULTS = dict(epochs=3, lr=5e-3, gate_lr=0.05, penalty="paper", gate_schedule="constant",
-                     gate_lambda=2e-3, warmup_steps=10)
+DEMO_DEFAULTS = dict(epochs=3, lr=5e-3, gate_lr=0.2, penalty="paper", gate_schedule="constant",
+                     gate_lambda=5e-3, warmup_steps=10)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

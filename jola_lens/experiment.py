@@ -47,7 +47,7 @@ class TaskSpec:
 
     task: str = "demo"
     data_root: str | None = None
-    style: str = "qa"
+    style: str = "cloze"
     target: str = "choice_text"
     train_size: int = 200
     valid_size: int = 200
