@@ -337,7 +337,7 @@ def test_chat_style_with_a_toy_template():
 
 def test_bad_style_target_and_missing_template():
     with pytest.raises(DataError, match="unknown prompt style"):
-        format_prompt(ours(0), None, "qa")
+        format_prompt(ours(0), None, "nonsense")
     with pytest.raises(DataError, match="unknown target"):
         format_target(ours(0), None, "alpaca", "letter")
     with pytest.raises(DataError, match="chat template"):
