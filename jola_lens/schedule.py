@@ -23,7 +23,7 @@ Penalty forms (p = P(gate != 0) per gate, L layers, H heads):
 Example:
     >>> s = GateSchedule("expon")
     >>> round(s.value(1), 5), round(s.value(100), 5)
-    (0.09900, 0.03679)
+    (0.099, 0.03679)
 """
 
 from __future__ import annotations
