@@ -1,0 +1,1 @@
+"""Performance benchmarks for jola_lens (``python -m benchmarks.run``; see ``benchmarks/run.py``)."""

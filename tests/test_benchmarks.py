@@ -1,0 +1,102 @@
+"""The benchmark script runs and writes what it promises (structure only: timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+MD_HEADER = "| measurement | value | target | result |"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    demo = out / "demo_results.json"
+    demo.write_text(json.dumps({"demo_seconds": 123.4, "open_gates": {"additive": 5, "multiplicative": 7, "total": 12},
+                                "train_seconds": 100.0, "train": {"steps": 75}}))
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out / "results"), "--demo-results", str(demo)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out / "results", p.stdout
+
+
+def test_quick_run_writes_every_required_key(quick_run):
+    from benchmarks.run import REQUIRED_KEYS, TARGETS
+
+    out, _ = quick_run
+    res = json.loads((out / "latest.json").read_text())
+    for key in REQUIRED_KEYS:
+        assert key in res, key
+    for key in ("train_step_ratio", "hooked_forward_ratio", "merged_forward_ratio", "hooked_generate_ratio",
+                "batched_eval_speedup", "train_peak_rss_mb", "eval_peak_rss_mb"):
+        assert isinstance(res[key], float) and res[key] > 0, key
+    assert res["quick"] is True
+    assert isinstance(res["trainable_params"], int) and res["trainable_params"] > 0
+    assert 0 < res["trainable_share"] < 1
+    assert res["n_heads_total"] == res["n_layers"] * res["heads_per_layer"]
+    assert res["demo_seconds"] == 123.4 and res["open_gates"]["total"] == 12
+    assert set(res["passes"]) == set(TARGETS)
+    assert all(v is None for v in res["passes"].values())  # a quick run judges no target
+
+
+def test_quick_run_records_raw_timings_and_machine(quick_run):
+    out, _ = quick_run
+    res = json.loads((out / "latest.json").read_text())
+    settings = res["settings"]
+    expected = {
+        "train_step_floor": settings["train_repeats"], "train_step_jola": settings["train_repeats"],
+        "forward_base": settings["forward_repeats"], "forward_hooked": settings["forward_repeats"],
+        "forward_merged": settings["forward_repeats"], "generate_base": settings["generate_repeats"],
+        "generate_hooked": settings["generate_repeats"], "generate_merged": settings["generate_repeats"],
+        "label_likelihood_batched": settings["likelihood_repeats"],
+        "label_likelihood_single": settings["likelihood_repeats"],
+    }
+    for name, n in expected.items():
+        t = res["timings"][name]
+        assert len(t["repeats_s"]) == n >= 2, name
+        assert t["median_s"] > 0
+    for key in ("cpu_model", "cores", "torch_version", "torch_threads"):
+        assert res["machine"][key] not in (None, ""), key
+    for kind in ("train", "eval"):
+        assert res["rss"][kind]["peak_rss_mb"] >= res["rss"][kind]["peak_rss_after_load_mb"] > 0
+
+
+def test_quick_run_writes_and_prints_the_markdown_table(quick_run):
+    out, stdout = quick_run
+    md = (out / "latest.md").read_text()
+    lines = md.splitlines()
+    assert MD_HEADER in lines
+    rows = [x for x in lines[lines.index(MD_HEADER) + 2 :] if x.startswith("|")]
+    assert len(rows) >= 10
+    assert all(x.count("|") == 5 for x in rows)
+    text = "\n".join(rows)
+    for needle in ("training step", "forward", "generation", "label-likelihood", "peak RSS", "trainable parameters",
+                   "demo wall time"):
+        assert needle in text, needle
+    assert MD_HEADER in stdout
+
+
+def test_demo_results_missing_gives_null_and_a_hint(tmp_path):
+    from benchmarks.run import read_demo_results, resolve_demo_path
+
+    r = read_demo_results(tmp_path / "nope.json")
+    assert r["demo_seconds"] is None and "make demo" in r["note"]
+    assert resolve_demo_path(None, quick=True) is None
+    assert resolve_demo_path(str(tmp_path / "x.json"), quick=True) == tmp_path / "x.json"
+
+
+def test_interleaved_alternates_order_and_shares_the_round():
+    from benchmarks.run import interleaved
+
+    calls = []
+    times = interleaved({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, repeats=3)
+    assert calls == [("a", 0), ("b", 0), ("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+    assert [len(v) for v in times.values()] == [3, 3]
