@@ -6,7 +6,8 @@ Each task runs ``jola_lens.experiment.run_experiment`` (the same code as ``jola-
 writes its own folder (results.json, predictions, edits, gate log); the summary goes to
 ``summary.md`` and ``summary.csv``. ``--config`` picks a named configuration:
 
-* ``demo``: the demo's settings (option-text answers, paper-form penalty, gate lr 0.05, 3 epochs);
+* ``demo``: the demo's settings (cloze prompt, option-text answers, ``jola_lens.cli.DEMO_DEFAULTS``:
+  paper-form penalty with a constant lambda, gate lr 0.2, 3 epochs);
 * ``paper``: the JoLA code's settings (Alpaca prompt, label answers, jola_code penalty with the
   expon schedule, lr 5e-3, up to ``--epochs`` epochs, early stopping with patience 2).
 """

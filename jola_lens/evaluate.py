@@ -214,6 +214,27 @@ def _check_ctx(hooked: Any, length: int, what: str) -> None:
 # =============================================================================================
 # Likelihood scoring
 # =============================================================================================
+def length_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Cut ``order`` (indices sorted by decreasing ``lengths``) into batches of at most ``batch_size``.
+
+    A batch is padded to its first (longest) row, so a batch also ends before a row shorter than
+    half of that width: one long outlier then no longer makes fifteen short rows pay for its
+    length (on a CPU, where compute grows with the padded size, that made batch 16 slower than
+    one row at a time on the ARC-Easy sample).
+
+    Example:
+        >>> length_batches([0, 1, 2, 3, 4], [161, 40, 35, 30, 12], 3)
+        [[0], [1, 2, 3], [4]]
+    """
+    batches: list[list[int]] = []
+    for k in order:
+        if batches and len(batches[-1]) < batch_size and 2 * lengths[k] >= lengths[batches[-1][0]]:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
+    return batches
+
+
 def shares_all_but_last(continuations: Sequence[Sequence[int]]) -> bool:
     """True if all token sequences have the same length and differ at most in their last token.
 
@@ -329,9 +350,9 @@ def score_token_continuations(
     for r in rows:  # back to the caller's prompt indices
         r.owners = [(rest[i], j) for i, j in r.owners]
     order = sorted(range(len(rows)), key=lambda k: -len(rows[k].tokens))
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    batches = length_batches(order, [len(r.tokens) for r in rows], batch_size)
     by_length = sorted(shared_prompts, key=lambda i: -len(prompt_ids[i]))
-    prompt_batches = [by_length[s : s + batch_size] for s in range(0, len(by_length), batch_size)]
+    prompt_batches = length_batches(by_length, [len(p) for p in prompt_ids], batch_size)
     hooked, ctx = prepare_model(model)
     with ctx:
         device = _device(hooked)
@@ -654,7 +675,7 @@ def generate_tokens(
                 out[i] = _beam_search(hooked, prompts[i], num_beams, max_new_tokens, eos, length_penalty, stop_fn)
             return out
         order = sorted(range(len(prompts)), key=lambda k: -len(prompts[k]))
-        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        batches = length_batches(order, [len(p) for p in prompts], batch_size)
         for batch in _progress(batches, enabled=progress, desc="generating"):
             new = _greedy_batch(hooked, [prompts[k] for k in batch], max_new_tokens, eos, stop_fn, pad_token_id)
             for k, toks in zip(batch, new):
