@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         row["open_additive"] = r["open_gates"]["additive"]
         row["open_multiplicative"] = r["open_gates"]["multiplicative"]
         rows.append(row)
-        write_summary(rows, out, argv_text=" ".join(["python -m analysis.dev_tasks", *(argv or [])]))
+        write_summary(rows, out, argv_text=" ".join(["python -m analysis.dev_tasks", *(sys.argv[1:] if argv is None else argv)]))
     return 0
 
 

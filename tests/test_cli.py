@@ -57,3 +57,32 @@ def test_heads_on_saved_run(tiny_model, tmp_path, capsys):
     assert main(["heads", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "1 of 12 heads open" in out
+
+
+def test_heads_html_writes_the_figures(tiny_model, tmp_path, capsys):
+    """`jola-lens heads RUN --html DIR`: the table, then the heatmap and the trajectory figures."""
+    import torch
+
+    from jola_lens.train import GateLog
+
+    jm = JoLAModel(tiny_model)
+    with torch.no_grad():
+        jm.edits["attn"].gate_a.log_alpha.fill_(-10)
+        jm.edits["attn"].gate_m.log_alpha.fill_(-10)
+        jm.edits["attn"].gate_a.log_alpha[0, 1] = 4.0
+    log = GateLog()
+    jm.train()
+    for step in (1, 2, 3):
+        with jm.applied():
+            tiny_model(torch.tensor([[1, 2, 3]]))  # a forward pass draws the gates the log records
+        log.record(step, 1e-3, jm)
+    jm.eval()
+    run = tmp_path / "run"
+    jm.save(run)
+    log.save(run)
+    assert main(["heads", str(run), "--html", str(tmp_path / "figs")]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 12 heads open" in out
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["gate_animation_a.html", "gate_animation_m.html", "gate_heatmap.html",
+                     "gate_trajectories.html", "prob_open_histogram.html"]
