@@ -767,12 +767,12 @@ def _beam_search(
     return finished[0][1]
 
 
-def _truncate_at_stop(text: str, stop_strings: Sequence[str] | None) -> str:
+def _truncate_at_stop(text: str, stop_strings: Sequence[str] | None, start: int = 0) -> str:
     if not stop_strings:
         return text
     cut = len(text)
     for s in stop_strings:
-        k = text.find(s)
+        k = text.find(s, start)
         if s and k != -1:
             cut = min(cut, k)
     return text[:cut]
@@ -786,6 +786,7 @@ def generate_greedy(
     batch_size: int = 8,
     num_beams: int = 1,
     stop_strings: Sequence[str] | None = None,
+    stop_after_text: bool = False,
     prepend_bos: bool = False,
     eos_token_ids: Sequence[int] | None = None,
     progress: bool = False,
@@ -795,6 +796,9 @@ def generate_greedy(
     See :func:`generate_tokens` (left padding, KV cache, per-row EOS stop). EOS defaults to the
     tokenizer's ``eos_token_id``. The new tokens are decoded with special tokens skipped. A row
     also stops once its text contains one of ``stop_strings``, and the text is cut before it.
+    With ``stop_after_text``, leading whitespace does not count: a stop string ends the text only
+    after something else was written (a model that opens its answer with a newline, as SmolLM2
+    does after ``Answer:`` for E2E, is not cut to an empty string).
 
     Example (bundled model)::
 
@@ -811,6 +815,8 @@ def generate_greedy(
 
         def stop_fn(new: list[int]) -> bool:
             text = tok.decode(new, skip_special_tokens=True)
+            if stop_after_text:
+                text = text.lstrip()
             return any(s in text for s in stops)
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -825,7 +831,8 @@ def generate_greedy(
         pad_token_id=int(pad),
         progress=progress,
     )
-    return [_truncate_at_stop(tok.decode(t, skip_special_tokens=True), stop_strings) for t in new]
+    texts = [tok.decode(t, skip_special_tokens=True) for t in new]
+    return [_truncate_at_stop(t, stop_strings, len(t) - len(t.lstrip()) if stop_after_text else 0) for t in texts]
 
 
 # =============================================================================================

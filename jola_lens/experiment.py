@@ -163,8 +163,10 @@ def evaluate_task(
     rows: list[dict[str, Any]] = [{"id": e["id"], "gold": e["answer"]} for e in test]
     t0 = time.time()
     if not is_multiple_choice(td):
+        # the first non-empty line is the answer (zero-shot SmolLM2 opens with a newline here)
         gens = E.generate_greedy(model, prompts, max_new_tokens=max(spec.max_new_tokens, 64), batch_size=bs,
-                                 prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)
+                                 prepend_bos=prepend_bos, stop_strings=["\n"], stop_after_text=True,
+                                 progress=progress)
         gens = [g.strip().split("\n")[0] for g in gens]
         refs = [e["references"] or [e["answer"]] for e in test]
         out.update(bleu=E.bleu(gens, refs), rouge_l=E.rouge_l(gens, refs))

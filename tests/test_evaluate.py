@@ -272,6 +272,16 @@ def test_generate_greedy_strings_and_stop_strings(tiny_tok):
     assert cut[0] == texts[0][: texts[0].index(stop)]
 
 
+def test_stop_after_text_skips_leading_whitespace():
+    from jola_lens.evaluate import _truncate_at_stop
+
+    text = "\n\n The Eagle is a pub.\nMore text"
+    assert _truncate_at_stop(text, ["\n"]) == ""
+    lead = len(text) - len(text.lstrip())
+    assert _truncate_at_stop(text, ["\n"], lead) == "\n\n The Eagle is a pub."
+    assert _truncate_at_stop("no stop here", ["\n"], 0) == "no stop here"
+
+
 # ---------------------------------------------------------------------------------------------
 # parsing
 # ---------------------------------------------------------------------------------------------
