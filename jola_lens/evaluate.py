@@ -278,7 +278,7 @@ def _check_scoring_inputs(prompt_ids: Sequence[Sequence[int]], cont_ids: Sequenc
 def _build_rows(
     prompt_ids: Sequence[Sequence[int]], cont_ids: Sequence[Sequence[Sequence[int]]], fast_path: bool
 ) -> list[_Row]:
-    _check_scoring_inputs(prompt_ids, cont_ids)
+    """Forward-pass rows of already validated inputs (:func:`_check_scoring_inputs`)."""
     rows: list[_Row] = []
     for i, (p, conts) in enumerate(zip(prompt_ids, cont_ids)):
         p = [int(t) for t in p]
@@ -356,14 +356,12 @@ def score_token_continuations(
     hooked, ctx = prepare_model(model)
     with ctx:
         device = _device(hooked)
-        bar = _progress(range(len(batches) + len(prompt_batches)), enabled=progress, desc="scoring")
-        steps = iter(bar)
-        for pb in prompt_batches:
-            _score_sharing_prompt(hooked, [[int(t) for t in prompt_ids[i]] for i in pb],
-                                  [[[int(t) for t in c] for c in cont_ids[i]] for i in pb], pb, out)
-            next(steps, None)
-        for batch in batches:
-            next(steps, None)
+        jobs = [(True, pb) for pb in prompt_batches] + [(False, b) for b in batches]
+        for sharing, batch in _progress(jobs, enabled=progress, desc="scoring"):
+            if sharing:
+                _score_sharing_prompt(hooked, [[int(t) for t in prompt_ids[i]] for i in batch],
+                                      [[[int(t) for t in c] for c in cont_ids[i]] for i in batch], batch, out)
+                continue
             brows = [rows[k] for k in batch]
             width = max(len(r.tokens) for r in brows)
             _check_ctx(hooked, width, "a prompt + continuation")
@@ -383,7 +381,6 @@ def score_token_continuations(
                 finals = lp[-1, torch.tensor(r.finals, device=lp.device)].double()
                 for (i, j), s in zip(r.owners, (shared + finals).tolist()):
                     out[i][j] = float(s)
-        next(steps, None)  # ends (closes) the progress bar
     return out
 
 
@@ -396,17 +393,11 @@ def _score_sharing_prompt(
 ) -> None:
     """Score several continuations per prompt with the prompt computed once (see ``share_prompt``)."""
     device = _device(hooked)
-    n, width = len(prompts), max(len(p) for p in prompts)
+    width = max(len(p) for p in prompts)
     row_of = [(b, j) for b, cs in enumerate(conts) for j in range(len(cs))]
     cwidth = max(len(conts[b][j]) for b, j in row_of) - 1
     _check_ctx(hooked, width + cwidth + 1, "a prompt + continuation")
-    tokens = torch.zeros(n, width, dtype=torch.long)
-    mask = torch.zeros(n, width, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        tokens[b, width - len(p) :] = torch.tensor(p)
-        mask[b, width - len(p) :] = 1
-    cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
-    resid = _residual(hooked, tokens.to(device), mask.to(device), cache)
+    cache, resid = _prefill(hooked, prompts, pad_token_id=0)
     first_lp = torch.log_softmax(_unembed(hooked, resid[:, -1]).float(), dim=-1)  # [n, vocab]
     scores = [first_lp[b, conts[b][j][0]].double() for b, j in row_of]
     if cwidth > 0:
@@ -618,6 +609,23 @@ def _kv_cache_class() -> Any:
         return HookedTransformerKeyValueCache
 
 
+def _prefill(hooked: Any, prompts: list[list[int]], pad_token_id: int) -> tuple[Any, torch.Tensor]:
+    """Run left-padded prompts (with their attention mask) into a new KV cache.
+
+    Returns the cache and the final residual stream ``[n, width, d_model]``; position -1 of every
+    row is its prompt's last token.
+    """
+    device = _device(hooked)
+    n, width = len(prompts), max(len(p) for p in prompts)
+    tokens = torch.full((n, width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        tokens[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
+    cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
+    return cache, _residual(hooked, tokens.to(device), mask.to(device), cache)
+
+
 def generate_tokens(
     model: ModelLike,
     prompt_ids: Sequence[Sequence[int]],
@@ -692,14 +700,8 @@ def _greedy_batch(
     pad_token_id: int,
 ) -> list[list[int]]:
     device = _device(hooked)
-    n, width = len(prompts), max(len(p) for p in prompts)
-    tokens = torch.full((n, width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros(n, width, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        tokens[b, width - len(p) :] = torch.tensor(p)
-        mask[b, width - len(p) :] = 1
-    cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
-    resid = _residual(hooked, tokens.to(device), mask.to(device), cache)
+    n = len(prompts)
+    cache, resid = _prefill(hooked, prompts, pad_token_id)
     new: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
     for step in range(max_new_tokens):

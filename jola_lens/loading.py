@@ -369,7 +369,7 @@ def use_kernel_layout(model: Any) -> Any:
             if type(module).__name__ == "GatedMLP":
                 layout.update(_GATED_MLP_LAYOUT)
             for name, perm in layout.items():
-                param = module._parameters.get(name) if hasattr(module, "_parameters") else None
+                param = module._parameters.get(name)
                 if param is None or param.dim() != len(perm):
                     continue
                 inverse = tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
