@@ -108,7 +108,7 @@ def prepare_model(model: ModelLike) -> tuple[Any, ContextManager[Any]]:
         >>> (jm.training, len(hooked.blocks[0].attn.hook_z.fwd_hooks))
         (True, 0)
     """
-    if isinstance(model, JoLAModel):
+    if isinstance(model, JoLAModel) or is_edit_wrapper(model):
         return model.model, _jola_context(model)
     if not hasattr(model, "cfg") or not hasattr(model, "hook_dict"):
         raise TypeError(f"expected a HookedTransformer or a JoLAModel, got {type(model).__name__}")
@@ -150,8 +150,15 @@ def applied_model(model: ModelLike) -> Iterator[Any]:
         yield hooked
 
 
+def is_edit_wrapper(model: Any) -> bool:
+    """True for an object that wraps a HookedTransformer and applies edits the way JoLAModel does
+    (``.model``, ``.applied()``, ``.train(mode)``): the baselines of :mod:`jola_lens.baselines`."""
+    return (not isinstance(model, JoLAModel) and hasattr(getattr(model, "model", None), "hook_dict")
+            and callable(getattr(model, "applied", None)) and callable(getattr(model, "train", None)))
+
+
 def _hooked(model: ModelLike) -> Any:
-    return model.model if isinstance(model, JoLAModel) else model
+    return model.model if isinstance(model, JoLAModel) or is_edit_wrapper(model) else model
 
 
 def _device(hooked: Any) -> torch.device:
@@ -341,7 +348,11 @@ def score_token_continuations(
     out: list[list[float]] = [[math.nan] * len(c) for c in cont_ids]
     _check_scoring_inputs(prompt_ids, cont_ids)
     shared_prompts: list[int] = []
-    if share_prompt:
+    if getattr(model, "needs_prompt_pass", False):
+        # the edit depends on where the prompt ends (LoReFT, ITI steering): every prompt runs alone
+        # into the KV cache first, so the model sees prompt and continuation in separate passes
+        shared_prompts = list(range(len(cont_ids)))
+    elif share_prompt:
         shared_prompts = [
             i for i, cs in enumerate(cont_ids) if len(cs) > 1 and not (fast_path and shares_all_but_last(cs))
         ]
@@ -666,6 +677,9 @@ def generate_tokens(
         raise ValueError("max_new_tokens must be >= 0")
     if batch_size < 1 or num_beams < 1:
         raise ValueError("batch_size and num_beams must be >= 1")
+    if num_beams > 1 and getattr(model, "needs_prompt_pass", False):
+        raise ValueError(f"{type(model).__name__} edits depend on where the prompt ends, which the "
+                         "cache-free beam search does not tell it: use greedy decoding (num_beams=1)")
     prompts = [[int(t) for t in p] for p in prompt_ids]
     for i, p in enumerate(prompts):
         if not p:

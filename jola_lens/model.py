@@ -57,6 +57,39 @@ def model_identity(model: Any) -> dict[str, Any]:
 _SHAPE_KEYS = ("n_layers", "n_heads", "d_head", "d_model", "d_vocab")
 
 
+
+@contextlib.contextmanager
+def attached_hooks(model: Any, hooks: list[tuple[str, Callable[..., Tensor]]]) -> Iterator[Any]:
+    """Add forward hooks ``(hook_name, fn)`` to a HookedTransformer for the ``with`` body only.
+
+    Unlike ``model.hooks(...)`` this removes exactly the hooks it added, so hooks the user
+    attached before stay in place.
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, n_heads=2, d_vocab=5,
+        ...                               act_fn="gelu")
+        >>> m = HookedTransformer(cfg)
+        >>> with attached_hooks(m, [("blocks.0.attn.hook_z", lambda z, hook: z * 0)]):
+        ...     len(m.blocks[0].attn.hook_z.fwd_hooks)
+        1
+        >>> len(m.blocks[0].attn.hook_z.fwd_hooks)
+        0
+    """
+    added = []
+    try:
+        for name, fn in hooks:
+            hp = model.hook_dict[name]
+            hp.add_hook(fn, dir="fwd")
+            added.append((hp, hp.fwd_hooks[-1]))
+        yield model
+    finally:
+        for hp, handle in added:
+            handle.hook.remove()
+            if handle in hp.fwd_hooks:
+                hp.fwd_hooks.remove(handle)
+
+
 class JoLAModel(nn.Module):
     """Wraps a HookedTransformer; freezes it; owns the JoLA edits.
 
@@ -121,18 +154,8 @@ class JoLAModel(nn.Module):
 
         Only the hooks added here are removed: hooks the user attached stay in place.
         """
-        added = []
-        try:
-            for name, fn in self.fwd_hooks():
-                hp = self.model.hook_dict[name]
-                hp.add_hook(fn, dir="fwd")
-                added.append((hp, hp.fwd_hooks[-1]))
+        with attached_hooks(self.model, self.fwd_hooks()):
             yield self
-        finally:
-            for hp, handle in added:
-                handle.hook.remove()
-                if handle in hp.fwd_hooks:
-                    hp.fwd_hooks.remove(handle)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """``model(*args, **kwargs)`` with the edits applied."""

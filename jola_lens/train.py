@@ -368,6 +368,7 @@ class JoLATrainer:
         with self.jola.applied():
             for idx in length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False):
                 b = collate([self.valid_data[i] for i in idx], self.pad_id)
+                self._observe(b)
                 loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
                 total += float(loss)
                 count += int((b["labels"][:, 1:] != -100).sum())
@@ -386,7 +387,8 @@ class JoLATrainer:
         start = time.time()
         lengths = [len(e["input_ids"]) for e in self.train_data]
         stopped = "completed"
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="JoLA", unit="step")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc=getattr(self.jola, "display_name", "JoLA"), unit="step")
         self.jola.train()
         try:
             while self.epoch < c.epochs and stopped == "completed":
@@ -438,6 +440,7 @@ class JoLATrainer:
         c = self.config
         good_state = self.jola.edit_state()
         lam = self.schedule.value(self.step + 1)
+        self._observe(batch)
         with self.jola.applied():
             ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
         n_heads = self.jola.model.cfg.n_heads
@@ -460,6 +463,12 @@ class JoLATrainer:
             self.gate_log.record(self.step, lam, self.jola)
         counts = self.jola.open_gate_counts() if "attn" in self.jola.edits else {"total": -1}
         return {"step": self.step, "ce": float(ce.detach()), "penalty": float(pen.detach()) if torch.is_tensor(pen) else float(pen), "lambda": lam, "open": counts["total"]}
+
+    def _observe(self, batch: dict[str, Tensor]) -> None:
+        """Show the batch (labels included) to edits that depend on where the prompt ends."""
+        observe = getattr(self.jola, "observe_batch", None)
+        if observe is not None:
+            observe(batch)
 
     def _end_of_epoch(self) -> bool:
         """Validate, keep the best edits; True when early stopping triggers."""
