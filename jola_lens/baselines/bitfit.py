@@ -31,7 +31,7 @@ class BitFit(EditBaseline):
     name = "bitfit"
     display_name = "BitFit"
 
-    def __init__(self, model: Any, layers: list[int] | None = None) -> None:
+    def __init__(self, model: Any, layers: list[int] | None = None, seed: int = 0) -> None:
         super().__init__(model)
         c = model.cfg
         self.layers = check_layers(model, layers)

@@ -26,7 +26,7 @@ class RED(EditBaseline):
     name = "red"
     display_name = "RED"
 
-    def __init__(self, model: Any, layers: list[int] | None = None) -> None:
+    def __init__(self, model: Any, layers: list[int] | None = None, seed: int = 0) -> None:
         super().__init__(model)
         c = model.cfg
         self.layers = check_layers(model, layers)

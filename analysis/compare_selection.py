@@ -1,0 +1,211 @@
+"""Where to edit: every head selector against JoLA's own localisation, at the same K.
+
+    python -m analysis.compare_selection --tasks ARC-Easy --seeds 42 43 44 --epochs 3 --select-epochs 1 \\
+        --reuse analysis/results/main_table --out analysis/results/compare_selection
+
+For each task:
+
+1. JoLA is trained (first seed; or its run is re-used from ``--reuse``, e.g. the main table's),
+   and K = its number of open heads. JoLA's mask is its K heads with the highest
+   max(P(g_a open), P(g_m open)): the open heads.
+2. Every selector (``--selectors``) picks K heads, once per seed (trained selectors get
+   ``--select-epochs`` epochs on the same 200 examples; the model stays frozen).
+3. Overlap with JoLA's mask: Jaccard, precision@K (|S and J| / K), Spearman correlation of the
+   selector's head scores with JoLA's P(open); layer histograms; agreement of each selector with
+   itself across seeds (mean pairwise Jaccard).
+4. Downstream (first seed): plain additive + multiplicative edits trained on each mask with no
+   gates (:func:`jola_lens.selection.edit_on_mask`), JoLA's mask included (``edit:jola``), all with
+   the same budget; JoLA's gated result is reported beside them.
+
+Writes ``runs/`` (cached), ``selection.json`` (masks), ``overlap.csv/.md``, ``downstream.csv/.md``,
+and ``selection_grid.html``, ``selection_jaccard.html``, ``layer_histogram.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
+from jola_lens.loading import load_model, set_offline_env
+from jola_lens.selection import select, top_k_mask
+
+SELECTORS = ["lofit", "dsp", "pass", "smp", "iti", "random"]
+TRAINED = {"lofit", "dsp", "pass"}
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten().double()
+        order = torch.argsort(x)
+        r = torch.empty_like(x)
+        r[order] = torch.arange(len(x), dtype=torch.double)
+        for v in torch.unique(x):  # average the ranks of ties
+            tie = x == v
+            if int(tie.sum()) > 1:
+                r[tie] = r[tie].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / den if den > 0 else float("nan")
+
+
+def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 1.0
+
+
+def _reuse(out: Path, reuse: list[Path], key: str) -> None:
+    name = key.replace("/", "_").replace(":", "-") + ".json"
+    if (out / "runs" / name).is_file():
+        return
+    for d in reuse:
+        if (d / "runs" / name).is_file():
+            (out / "runs").mkdir(parents=True, exist_ok=True)
+            shutil.copy(d / "runs" / name, out / "runs" / name)
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_env()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, seeds=(42, 43, 44))
+    ap.add_argument("--selectors", nargs="+", default=SELECTORS, choices=SELECTORS + ["all"])
+    ap.add_argument("--select-epochs", type=int, default=1)
+    ap.add_argument("--no-downstream", action="store_true")
+    ap.add_argument("--reuse", nargs="*", default=[], help="study folders whose runs/ may hold the JoLA run")
+    ap.add_argument("--out", default="analysis/results/compare_selection")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    cmd = command_line("compare_selection", argv)
+    start = time.time()
+    model = load_model()
+    overlap_rows, down_rows, masks_json = [], [], {}
+    for task in args.tasks:
+        setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
+                           test_size=args.test_size, data_root=args.data_root)
+        s0 = args.seeds[0]
+        suffix = f"s{s0}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
+        jkey = f"{task}.jola.{suffix}"
+        _reuse(out, [Path(p) for p in args.reuse], jkey)
+        jola = cached_run(out, jkey, lambda: run_method(model, setup, "jola", seed=s0, epochs=args.epochs,
+                                                        progress=not args.no_progress))
+        jscores = torch.tensor(jola["prob_open"]) if jola.get("prob_open") else None
+        n_open = int(torch.tensor(jola["open_mask"]).sum())
+        k = max(1, n_open)
+        # JoLA's ranking: max over the two gates' P(open), stored per run as the additive P(open) and mask
+        jmask = torch.tensor(jola["open_mask"]).bool() if n_open else top_k_mask(jscores, k)
+        masks: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jmask}}
+        scores: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jscores}}
+        for name in args.selectors:
+            for seed in args.seeds:
+                key = f"select.{task}.{name}.k{k}.s{seed}.se{args.select_epochs}.n{args.train_size}"
+
+                def run_select(name: str = name, seed: int = seed) -> dict[str, Any]:
+                    opts = {"epochs": args.select_epochs} if name in TRAINED else {}
+                    r = select(name, model, setup.train, k=k, seed=seed, **opts)
+                    return {"method": name, "seed": seed, "k": k, "mask": r.mask.int().tolist(),
+                            "scores": r.scores.float().tolist(), "seconds": r.record["seconds"],
+                            "steps": r.record.get("steps"), "accuracy": None}
+
+                r = cached_run(out, key, run_select)
+                masks.setdefault(name, {})[seed] = torch.tensor(r["mask"]).bool()
+                scores.setdefault(name, {})[seed] = torch.tensor(r["scores"]).float()
+        masks_json[task] = {"k": k, "jola_run": jkey,
+                            "masks": {n: {str(s): torch.nonzero(m).tolist() for s, m in d.items()}
+                                      for n, d in masks.items()}}
+        n_layers = model.cfg.n_layers
+        for name, by_seed in masks.items():
+            seeds = sorted(by_seed)
+            jac = [jaccard(by_seed[s], jmask) for s in seeds]
+            prec = [int((by_seed[s] & jmask).sum()) / k for s in seeds]
+            rho = [spearman(scores[name][s], jscores) for s in seeds] if jscores is not None else []
+            agree = [jaccard(by_seed[a], by_seed[b]) for a, b in itertools.combinations(seeds, 2)]
+            layers = by_seed[seeds[0]].sum(1).tolist()
+            overlap_rows.append({
+                "task": task, "selector": name, "k": k, "seeds": seeds,
+                "jaccard_with_jola": mean_sd(jac)[0], "jaccard_sd": mean_sd(jac)[1],
+                "precision_at_k": mean_sd(prec)[0], "spearman_with_jola": mean_sd(rho)[0] if rho else None,
+                "seed_agreement_jaccard": mean_sd(agree)[0] if agree else None,
+                "layer_histogram": layers,
+                "mean_layer": sum(i * c for i, c in enumerate(layers)) / max(sum(layers), 1),
+            })
+        if not args.no_downstream:
+            down_rows.append({"task": task, "selector": "jola (gated, as trained)", "k": k, **_acc(jola)})
+            for name in ["jola", *args.selectors]:
+                key = f"{task}.edit-{name}.k{k}.s{s0}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
+                r = cached_run(out, key, lambda name=name: run_method(
+                    model, setup, f"edit:{name}", seed=s0, epochs=args.epochs, mask=masks[name][s0],
+                    progress=not args.no_progress))
+                down_rows.append({"task": task, "selector": name, "k": k, **_acc(r)})
+                _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
+        _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
+        _figures(out, masks, k, task, n_layers)
+    return 0
+
+
+def _acc(r: dict[str, Any]) -> dict[str, Any]:
+    return {"accuracy": r.get("accuracy"), "stderr": r.get("likelihood_acc_stderr"),
+            "acc_norm": r.get("likelihood_acc_norm"), "n_test": r.get("n"),
+            "train_seconds": round(r.get("train_seconds", 0))}
+
+
+def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, cmd: str, seconds: float,
+           args: argparse.Namespace, n_layers: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "selection.json").write_text(json.dumps(masks_json, indent=1))
+    head = [f"Command: `{cmd}`", "",
+            f"Bundled SmolLM2-135M-Instruct ({n_layers} layers x 9 heads); {args.train_size} training examples; "
+            f"trained selectors ran {args.select_epochs} epoch(s); seeds {args.seeds}; wall time so far "
+            f"{seconds / 60:.0f} min.", ""]
+    lines = head + ["| task | selector | K | Jaccard with JoLA | precision@K | Spearman vs JoLA P(open) | "
+                    "seed agreement (Jaccard) | mean layer |", "|---|---|---|---|---|---|---|---|"]
+    for r in overlap:
+        lines.append(f"| {r['task']} | {r['selector']} | {r['k']} | {fmt(r['jaccard_with_jola'], r['jaccard_sd'])} | "
+                     f"{fmt(r['precision_at_k'])} | {fmt(r['spearman_with_jola'])} | "
+                     f"{fmt(r['seed_agreement_jaccard'])} | {r['mean_layer']:.1f} |")
+    write_table(out, "overlap", overlap, "\n".join(lines) + "\n")
+    if down:
+        lines = head + [f"Downstream: additive + multiplicative edits on the K selected heads, no gates, "
+                        f"{args.epochs} epochs, seed {args.seeds[0]}; test sample {args.test_size}; "
+                        "option-text likelihood accuracy (± test-sample standard error).", "",
+                        "| task | heads chosen by | K | accuracy | acc (length-normalised) | train s |",
+                        "|---|---|---|---|---|---|"]
+        for r in down:
+            lines.append(f"| {r['task']} | {r['selector']} | {r['k']} | {fmt(r['accuracy'], r['stderr'])} | "
+                         f"{fmt(r['acc_norm'])} | {r['train_seconds']} |")
+        write_table(out, "downstream", down, "\n".join(lines) + "\n")
+
+
+def _figures(out: Path, masks: dict[str, dict[int, torch.Tensor]], k: int, task: str, n_layers: int) -> None:
+    try:
+        import plotly.graph_objects as go
+
+        from jola_lens import plots
+
+        first = {n: d[sorted(d)[0]] for n, d in masks.items()}
+        tag = task.replace("/", "_")
+        plots.save_html(plots.selection_grid(first, title=f"{task}: heads chosen at K = {k}"),
+                        out / f"selection_grid_{tag}.html")
+        plots.save_html(plots.jaccard_matrix(first, title=f"{task}: Jaccard overlap, K = {k}"),
+                        out / f"selection_jaccard_{tag}.html")
+        fig = go.Figure([go.Bar(x=list(range(n_layers)), y=m.sum(1).tolist(), name=n) for n, m in first.items()])
+        fig.update_layout(barmode="group", title_text=f"{task}: selected heads per layer (K = {k})",
+                          xaxis_title="layer", yaxis_title="heads selected", width=1000, height=420)
+        plots.save_html(fig, out / f"layer_histogram_{tag}.html")
+    except Exception as e:
+        print(f"[analysis] figures not written: {e}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

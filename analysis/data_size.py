@@ -1,0 +1,96 @@
+"""JoLA vs LoRA vs LoFiT as the number of training examples grows.
+
+    python -m analysis.data_size --tasks ARC-Easy --sizes 50 100 200 --methods jola lora lofit \\
+        --reuse analysis/results/main_table --out analysis/results/data_size
+
+Each (method, size, seed) run trains on a seeded sample of ``size`` training examples (the
+validation and test samples do not change) and is scored as in :mod:`analysis.main_table`,
+whose runs are re-used (``--reuse``) where the settings match. Writes ``runs/``,
+``data_size.csv/.md`` and ``accuracy_vs_size.html``.
+
+The bundled ARC-Easy sample has 200 training examples; sizes above that need the full ARC-Easy
+(``--tasks ARC-Easy-full``, from ``../shared/data``), whose test sample differs from the bundled one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
+from analysis.compare_selection import _reuse
+from jola_lens.loading import load_model, set_offline_env
+
+LABELS = {"jola": "JoLA", "lora": "LoRA", "lofit": "LoFiT", "zero_shot": "zero-shot"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_env()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap)
+    ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 500, 1000])
+    ap.add_argument("--methods", nargs="+", default=["jola", "lora", "lofit"], choices=sorted(LABELS))
+    ap.add_argument("--reuse", nargs="*", default=[])
+    ap.add_argument("--out", default="analysis/results/data_size")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    cmd = command_line("data_size", argv)
+    start = time.time()
+    model = load_model()
+    runs = []
+    for task in args.tasks:
+        for size in sorted(args.sizes):
+            setup = setup_task(model, task, train_size=size, valid_size=args.valid_size, test_size=args.test_size,
+                               data_root=args.data_root)
+            if len(setup.train) < size:
+                print(f"[analysis] {task} has {len(setup.train)} training examples: size {size} skipped")
+                continue
+            for seed in args.seeds:
+                for method in args.methods:
+                    key = f"{task}.{method}.s{seed}.e{args.epochs}.n{size}.t{args.test_size}"
+                    _reuse(out, [Path(p) for p in args.reuse], key)
+                    r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
+                                                                progress=not args.no_progress))
+                    runs.append(r)
+                    _write(out, runs, cmd, time.time() - start, args)
+    return 0
+
+
+def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse.Namespace) -> None:
+    rows = []
+    keys = list(dict.fromkeys((r["task"], r["method"], r["n_train"]) for r in runs))
+    for task, method, n in keys:
+        rs = [r for r in runs if (r["task"], r["method"], r["n_train"]) == (task, method, n)]
+        m, sd, k = mean_sd([r["accuracy"] for r in rs])
+        rows.append({"task": task, "method": method, "n_train": n, "accuracy_mean": m, "accuracy_sd": sd,
+                     "n_seeds": k, "stderr": rs[0].get("likelihood_acc_stderr"),
+                     "train_seconds": round(mean_sd([r["train_seconds"] for r in rs])[0] or 0)})
+    sizes = sorted({r["n_train"] for r in rows})
+    lines = [f"Command: `{cmd}`", "",
+             f"{args.epochs} epochs at every size; test sample {args.test_size}; option-text likelihood accuracy "
+             f"(± test-sample SE for one seed, sd over seeds otherwise); wall time so far {seconds / 60:.0f} min.", "",
+             "| task | method | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for method in dict.fromkeys(r["method"] for r in rows if r["task"] == task):
+            cells = []
+            for n in sizes:
+                r = next((x for x in rows if (x["task"], x["method"], x["n_train"]) == (task, method, n)), None)
+                cells.append("" if r is None else fmt(r["accuracy_mean"], r["accuracy_sd"] if r["n_seeds"] > 1
+                                                       else r["stderr"]))
+            lines.append(f"| {task} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    write_table(out, "data_size", rows, "\n".join(lines) + "\n")
+    try:
+        from jola_lens import plots
+
+        fig = plots.accuracy_vs_size([{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"],
+                                       "accuracy": r["accuracy"], "stderr": r.get("likelihood_acc_stderr")}
+                                      for r in runs if r["accuracy"] is not None],
+                                     title="Accuracy vs training examples (ARC-Easy sample)")
+        plots.save_html(fig, out / "accuracy_vs_size.html")
+    except Exception as e:
+        print(f"[analysis] accuracy_vs_size.html not written: {e}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

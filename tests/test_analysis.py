@@ -1,0 +1,77 @@
+"""The analysis studies end to end on the bundled model with tiny settings (integration).
+
+These prove the studies run, write their tables and re-use finished runs; the numbers at these
+sizes mean nothing and are only checked for range.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from analysis import ablations, compare_selection, data_size, main_table
+from analysis.compare_selection import jaccard, spearman
+
+TINY = ["--train-size", "16", "--valid-size", "8", "--test-size", "10", "--epochs", "1", "--no-progress"]
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_spearman_and_jaccard():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert spearman(a, a * 10) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([0.0, 0.0, 5.0])) == pytest.approx(1.0)
+    m1 = torch.tensor([True, True, False, False])
+    m2 = torch.tensor([True, False, True, False])
+    assert jaccard(m1, m2) == pytest.approx(1 / 3)
+
+
+@pytest.mark.integration
+def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
+    argv = ["--methods", "zero_shot", "red", "--out", str(tmp_path), *TINY]
+    assert main_table.main(argv) == 0
+    rows = _rows(tmp_path / "main_table.csv")
+    assert [r["method"] for r in rows] == ["zero_shot", "red"]
+    assert all(0.0 <= float(r["accuracy_mean"]) <= 1.0 for r in rows)
+    assert int(rows[1]["trainable_params"]) == 2 * 576 * 30
+    md = (tmp_path / "main_table.md").read_text()
+    assert "Command: `python -m analysis.main_table" in md and "| RED |" in md
+    assert (tmp_path / "main_table.html").stat().st_size > 1000
+    capsys.readouterr()
+    assert main_table.main(argv) == 0  # every run is cached now: nothing is trained again
+    assert "[analysis] ARC-Easy" not in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
+    out = tmp_path / "sel"
+    assert compare_selection.main(["--selectors", "random", "smp", "--seeds", "1", "2", "--out", str(out), *TINY]) == 0
+    overlap = _rows(out / "overlap.csv")
+    assert [r["selector"] for r in overlap] == ["jola", "random", "smp"]
+    jola = overlap[0]
+    assert float(jola["jaccard_with_jola"]) == pytest.approx(1.0)
+    k = int(jola["k"])
+    sel = json.loads((out / "selection.json").read_text())["ARC-Easy"]
+    assert all(len(heads) == k for seeds in sel["masks"].values() for heads in seeds.values())
+    down = _rows(out / "downstream.csv")
+    assert [r["selector"] for r in down] == ["jola (gated, as trained)", "jola", "random", "smp"]
+    assert (out / "selection_grid_ARC-Easy.html").is_file()
+
+    abl = tmp_path / "abl"
+    assert ablations.main(["--variants", "default", "no_gate", "--seeds", "1", "--reuse", str(out), "--out", str(abl),
+                           *TINY]) == 0
+    rows = _rows(abl / "ablations.csv")
+    assert [r["variant"] for r in rows] == ["default", "no_gate"]
+    assert (abl / "runs" / "ARC-Easy.jola.s1.e1.n16.t10.json").is_file()  # copied from the selection study
+
+    ds = tmp_path / "ds"
+    assert data_size.main(["--sizes", "8", "16", "--methods", "lofit", "--out", str(ds), *TINY]) == 0
+    rows = _rows(ds / "data_size.csv")
+    assert [int(r["n_train"]) for r in rows] == [8, 16]
