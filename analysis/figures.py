@@ -1,21 +1,19 @@
 """Render the figures of a real run to PNG (and HTML) for the documentation.
 
     python -m analysis.figures --run demo_out --out docs/figures \\
-        --selectors lofit dsp pass iti smp random --select-epochs 1 \\
-        --dev-summary analysis/results/dev_tasks/demo/summary.json
+        --selection-study analysis/results/compare_selection --main-table analysis/results/main_table \\
+        --size-study analysis/results/data_size \\
+        --dev-summary analysis/results/dev_tasks/demo/summary.json analysis/results/dev_tasks_e2e/demo/summary.json
 
 From the run folder (``jola-lens demo`` / ``jola-lens train`` output; no model needed):
 ``gate_trajectories``, ``head_heatmap``, ``prob_open_histogram`` and the first and last frames of
 the additive gates' animation (``gate_animation_a_first`` / ``_last``; the HTML keeps the slider).
 
-With ``--selectors``: loads the bundled model, runs each selector on the demo's training data at
-K = the run's number of open heads (JoLA's mask: its K heads with the highest P(open)), and draws
-``selection_grid`` and ``selection_jaccard``; the masks go to ``selection.json``. Trained selectors
-get ``--select-epochs`` epochs (1 by default: a budget for figures, not the comparison study).
-
-With ``--dev-summary`` (``python -m analysis.dev_tasks`` output): ``dev_tasks_bars`` (zero-shot vs
-JoLA per task). With ``--size-runs DIR ...`` (run folders trained on different numbers of
-examples, each with a ``results.json``): ``accuracy_vs_size``.
+From the studies' folders (no model needed): ``--selection-study`` (``analysis.compare_selection``):
+``selection_grid`` and ``selection_jaccard`` of the first seed's masks for ``--task``;
+``--main-table`` (``analysis.main_table``): ``main_table_bars``; ``--dev-summary``
+(``analysis.dev_tasks``): ``dev_tasks_bars`` (zero-shot vs JoLA per task); ``--size-study``
+(``analysis.data_size``): ``accuracy_vs_size``. ``--no-run`` skips the run figures.
 
 PNG needs kaleido >= 1 and a headless Chromium (``jola_lens.plots.PNG_EXPORT_HELP`` says how);
 ``--html`` also writes the self-contained HTML files (about 5 MB each: plotly.js is embedded).
@@ -79,44 +77,46 @@ def run_figures(run: Path, out: Path, html: bool) -> tuple[list[Path], int]:
     return written, k
 
 
-def selection_figures(run: Path, out: Path, names: list[str], k: int, epochs: int, html: bool,
-                      seed: int) -> list[Path]:
-    from jola_lens.experiment import TaskSpec, load_task_data, tokenize_splits
-    from jola_lens.loading import load_model
-    from jola_lens.model import JoLAModel
-    from jola_lens.selection import select, top_k_mask
-
-    model = load_model(verbose=False)
-    spec = TaskSpec(task="demo")
-    td = load_task_data(spec)
-    prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", False))
-    train, _ = tokenize_splits(model.tokenizer, td, spec, prepend_bos)
-    jola = JoLAModel.load(run, model)
-    scores = torch.stack(list(jola.prob_open().values())).amax(0)
-    masks: dict[str, torch.Tensor] = {"jola": top_k_mask(scores, k)}
-    record: dict[str, Any] = {"k": k, "run": str(run), "seed": seed, "epochs": epochs, "methods": {}}
-    trained = {"lofit", "dsp", "pass"}
-    for name in names:
-        t0 = time.time()
-        opts = {"epochs": epochs} if name in trained else {}
-        res = select(name, model, train, k=k, seed=seed, **opts)
-        masks[name] = res.mask
-        record["methods"][name] = {"seconds": round(time.time() - t0, 1), "steps": res.record.get("steps"),
-                                   "heads": res.heads()}
-        print(f"[figures] {name}: {res.record.get('steps')} steps, {time.time() - t0:.0f} s")
-    record["methods"]["jola"] = {"heads": [tuple(x) for x in torch.nonzero(masks["jola"]).tolist()]}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "selection.json").write_text(json.dumps(record, indent=1))
-    written: list[Path] = [out / "selection.json"]
-    title = f"heads chosen at K = {k} (ARC-Easy demo data; trained selectors: {epochs} epoch(s))"
-    _write(plots.selection_grid(masks, title=title), out, "selection_grid", html, written)
-    _write(plots.jaccard_matrix(masks, title=f"Jaccard overlap of the selected heads, K = {k}"), out,
+def selection_figures(study: Path, out: Path, task: str, html: bool) -> list[Path]:
+    """Selection grid and Jaccard matrix from ``python -m analysis.compare_selection`` (first seed's masks)."""
+    sel = json.loads((study / "selection.json").read_text())
+    if task not in sel:
+        raise SystemExit(f"{study / 'selection.json'} has no task {task!r} (it has {sorted(sel)})")
+    entry = sel[task]
+    shape = (30, 9)
+    masks: dict[str, torch.Tensor] = {}
+    for name, by_seed in entry["masks"].items():
+        first = sorted(by_seed, key=int)[0]
+        m = torch.zeros(shape, dtype=torch.bool)
+        for layer, head in by_seed[first]:
+            m[layer, head] = True
+        masks[name] = m
+    k = entry["k"]
+    written: list[Path] = []
+    _write(plots.selection_grid(masks, title=f"heads chosen at K = {k} ({task}; JoLA = its open heads)"), out,
+           "selection_grid", html, written)
+    _write(plots.jaccard_matrix(masks, title=f"Jaccard overlap of the selected heads, K = {k} ({task})"), out,
            "selection_jaccard", html, written)
     return written
 
 
-def dev_bars(summary: Path, out: Path, html: bool) -> list[Path]:
-    rows = json.loads(summary.read_text())
+def main_table_bars(study: Path, out: Path, html: bool) -> list[Path]:
+    """Per-task bars of every method from ``python -m analysis.main_table``'s runs."""
+    from analysis.main_table import LABELS
+
+    runs = [json.loads(p.read_text()) for p in sorted((study / "runs").glob("*.json"))]
+    rows = [{"task": r["task"], "method": LABELS.get(r["method"], r["method"]), "accuracy": r["accuracy"],
+             "stderr": r.get("likelihood_acc_stderr")} for r in runs if r.get("accuracy") is not None]
+    order = list(LABELS.values())
+    rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
+    written: list[Path] = []
+    _write(plots.method_bars(rows, title="accuracy per task and method (option-text likelihood; bars: SE)"), out,
+           "main_table_bars", html, written, width=1100)
+    return written
+
+
+def dev_bars(summaries: list[Path], out: Path, html: bool) -> list[Path]:
+    rows = [r for summary in summaries for r in json.loads(summary.read_text())]
     bars = []
     for r in rows:
         task = r["task"]
@@ -130,14 +130,13 @@ def dev_bars(summary: Path, out: Path, html: bool) -> list[Path]:
     return written
 
 
-def size_curve(runs: list[Path], out: Path, html: bool) -> list[Path]:
-    rows = []
-    for run in runs:
-        r = json.loads((run / "results.json").read_text())
-        for method, key in (("zero-shot", "zero_shot"), ("JoLA", "jola")):
-            acc = r[key]["likelihood_acc"]
-            rows.append({"method": method, "n_train": r["n_train"], "accuracy": acc,
-                         "stderr": r[key].get("likelihood_acc_stderr")})
+def size_curve(study: Path, out: Path, html: bool) -> list[Path]:
+    """Accuracy vs training-set size from ``python -m analysis.data_size``'s runs."""
+    from analysis.data_size import LABELS
+
+    runs = [json.loads(p.read_text()) for p in sorted((study / "runs").glob("*.json"))]
+    rows = [{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"], "accuracy": r["accuracy"],
+             "stderr": r.get("likelihood_acc_stderr")} for r in runs if r.get("accuracy") is not None]
     written: list[Path] = []
     _write(plots.accuracy_vs_size(rows, title="ARC-Easy likelihood accuracy vs training examples"), out,
            "accuracy_vs_size", html, written)
@@ -148,21 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="demo_out", help="a run folder (edits + gate log)")
     ap.add_argument("--out", default="docs/figures")
-    ap.add_argument("--selectors", nargs="*", default=[])
-    ap.add_argument("--select-epochs", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dev-summary", default=None)
-    ap.add_argument("--size-runs", nargs="*", default=[])
+    ap.add_argument("--no-run", action="store_true", help="skip the run figures")
+    ap.add_argument("--selection-study", default=None, help="python -m analysis.compare_selection output")
+    ap.add_argument("--task", default="ARC-Easy", help="the task of the selection figures")
+    ap.add_argument("--main-table", default=None, help="python -m analysis.main_table output")
+    ap.add_argument("--dev-summary", nargs="*", default=[], help="analysis.dev_tasks summary.json files")
+    ap.add_argument("--size-study", default=None, help="python -m analysis.data_size output")
     ap.add_argument("--html", action="store_true", help="also write the HTML files")
     args = ap.parse_args(argv)
     out, run = Path(args.out), Path(args.run)
-    written, k = run_figures(run, out, args.html)
-    if args.selectors:
-        written += selection_figures(run, out, args.selectors, k, args.select_epochs, args.html, args.seed)
+    written: list[Path] = []
+    if not args.no_run:
+        written += run_figures(run, out, args.html)[0]
+    if args.selection_study:
+        written += selection_figures(Path(args.selection_study), out, args.task, args.html)
+    if args.main_table:
+        written += main_table_bars(Path(args.main_table), out, args.html)
     if args.dev_summary:
-        written += dev_bars(Path(args.dev_summary), out, args.html)
-    if args.size_runs:
-        written += size_curve([Path(p) for p in args.size_runs], out, args.html)
+        written += dev_bars([Path(p) for p in args.dev_summary], out, args.html)
+    if args.size_study:
+        written += size_curve(Path(args.size_study), out, args.html)
     for p in written:
         print(p)
     return 0
