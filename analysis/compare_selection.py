@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_run(out, key, run_select)
                 masks.setdefault(name, {})[seed] = torch.tensor(r["mask"]).bool()
                 scores.setdefault(name, {})[seed] = torch.tensor(r["scores"]).float()
-        masks_json[task] = {"k": k, "jola_run": jkey,
+        masks_json[task] = {"k": k, "jola_run": jkey, "shape": [model.cfg.n_layers, model.cfg.n_heads],
                             "masks": {n: {str(s): torch.nonzero(m).tolist() for s, m in d.items()}
                                       for n, d in masks.items()}}
         n_layers = model.cfg.n_layers

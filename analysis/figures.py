@@ -34,8 +34,12 @@ from jola_lens import plots
 from jola_lens.train import GateLog
 
 
+PNG = {"on": True}  # --no-png turns it off (HTML only: no kaleido or browser needed)
+
+
 def _write(fig: go.Figure, out: Path, name: str, html: bool, written: list[Path], **png_kw: Any) -> None:
-    written.append(plots.save_png(fig, out / f"{name}.png", **png_kw))
+    if PNG["on"]:
+        written.append(plots.save_png(fig, out / f"{name}.png", **png_kw))
     if html:
         written.append(plots.save_html(fig, out / f"{name}.html"))
 
@@ -83,7 +87,7 @@ def selection_figures(study: Path, out: Path, task: str, html: bool) -> list[Pat
     if task not in sel:
         raise SystemExit(f"{study / 'selection.json'} has no task {task!r} (it has {sorted(sel)})")
     entry = sel[task]
-    shape = (30, 9)
+    shape = tuple(entry.get("shape", (30, 9)))
     masks: dict[str, torch.Tensor] = {}
     for name, by_seed in entry["masks"].items():
         first = sorted(by_seed, key=int)[0]
@@ -154,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dev-summary", nargs="*", default=[], help="analysis.dev_tasks summary.json files")
     ap.add_argument("--size-study", default=None, help="python -m analysis.data_size output")
     ap.add_argument("--html", action="store_true", help="also write the HTML files")
+    ap.add_argument("--no-png", action="store_true", help="HTML only (with --html)")
     args = ap.parse_args(argv)
+    PNG["on"] = not args.no_png
     out, run = Path(args.out), Path(args.run)
     written: list[Path] = []
     if not args.no_run:

@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from analysis import ablations, compare_selection, data_size, main_table
+from analysis import ablations, compare_selection, data_size, figures, main_table
 from analysis.compare_selection import jaccard, spearman
 
 TINY = ["--train-size", "16", "--valid-size", "8", "--test-size", "10", "--epochs", "1", "--no-progress"]
@@ -75,3 +75,9 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert data_size.main(["--sizes", "8", "16", "--methods", "lofit", "--out", str(ds), *TINY]) == 0
     rows = _rows(ds / "data_size.csv")
     assert [int(r["n_train"]) for r in rows] == [8, 16]
+
+    figs = tmp_path / "figs"
+    assert figures.main(["--no-run", "--no-png", "--html", "--out", str(figs), "--selection-study", str(out),
+                         "--size-study", str(ds), "--main-table", str(abl)]) == 0
+    names = sorted(p.name for p in figs.iterdir())
+    assert names == ["accuracy_vs_size.html", "main_table_bars.html", "selection_grid.html", "selection_jaccard.html"]
