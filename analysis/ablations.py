@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
-from analysis.compare_selection import _reuse
+from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
+                             write_table)
 from jola_lens.config import JoLAConfig
 from jola_lens.loading import load_model, set_offline_env
 
@@ -62,12 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for variant in args.variants:
                 jc, tc = VARIANTS[variant]
-                suffix = f"s{seed}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
-                key = f"{task}.jola.{suffix}" if variant == "default" else f"{task}.ablation-{variant}.{suffix}"
-                _reuse(out, [Path(p) for p in args.reuse], key)
+                key = run_key(task, "jola" if variant == "default" else f"ablation-{variant}", seed=seed,
+                              epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
                 r = cached_run(out, key, lambda: run_method(model, setup, "jola", seed=seed, epochs=args.epochs,
                                                             jola_config=JoLAConfig(**jc), train_overrides=tc,
-                                                            progress=not args.no_progress))
+                                                            progress=not args.no_progress), reuse=args.reuse)
                 r["variant"] = variant
                 runs.append(r)
                 _write(out, runs, cmd, time.time() - start, args)

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -142,9 +143,32 @@ def run_method(model: Any, setup: TaskSetup, method: str, *, seed: int, epochs: 
     return info
 
 
-def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None] = print) -> dict[str, Any]:
-    """``fn()``'s result from ``out/runs/key.json`` if present, else run it and store it there."""
-    path = out / "runs" / f"{key.replace('/', '_').replace(':', '-')}.json"
+def run_key(task: str, method: str, *, seed: int, epochs: int, n_train: int, n_test: int | None,
+            k: int | None = None) -> str:
+    """The cache key of a trained-and-scored run; studies share runs through equal keys.
+
+    Example:
+        >>> run_key("ARC-Easy", "jola", seed=42, epochs=3, n_train=200, n_test=200)
+        'ARC-Easy.jola.s42.e3.n200.t200'
+    """
+    return f"{task}.{method}" + (f".k{k}" if k is not None else "") + f".s{seed}.e{epochs}.n{n_train}.t{n_test}"
+
+
+def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None] = print,
+               reuse: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """``fn()``'s result from ``out/runs/key.json`` if present, else run it and store it there.
+
+    ``reuse``: other study folders; a run stored under the same key in one of their ``runs/`` is
+    copied into ``out`` instead of being run again.
+    """
+    name = f"{key.replace('/', '_').replace(':', '-')}.json"
+    path = out / "runs" / name
+    if not path.is_file():
+        for d in reuse:
+            if (Path(d) / "runs" / name).is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(Path(d) / "runs" / name, path)
+                break
     if path.is_file():
         return json.loads(path.read_text())
     log(f"[analysis] {key}")

@@ -26,15 +26,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
+from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
+                             write_table)
 from jola_lens.loading import load_model, set_offline_env
+from jola_lens.plots import jaccard
 from jola_lens.selection import select, top_k_mask
 
 SELECTORS = ["lofit", "dsp", "pass", "smp", "iti", "random"]
@@ -60,22 +61,6 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum()) / den if den > 0 else float("nan")
 
 
-def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
-    union = int((a | b).sum())
-    return int((a & b).sum()) / union if union else 1.0
-
-
-def _reuse(out: Path, reuse: list[Path], key: str) -> None:
-    name = key.replace("/", "_").replace(":", "-") + ".json"
-    if (out / "runs" / name).is_file():
-        return
-    for d in reuse:
-        if (d / "runs" / name).is_file():
-            (out / "runs").mkdir(parents=True, exist_ok=True)
-            shutil.copy(d / "runs" / name, out / "runs" / name)
-            return
-
-
 def main(argv: list[str] | None = None) -> int:
     set_offline_env()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,11 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
                            test_size=args.test_size, data_root=args.data_root)
         s0 = args.seeds[0]
-        suffix = f"s{s0}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
-        jkey = f"{task}.jola.{suffix}"
-        _reuse(out, [Path(p) for p in args.reuse], jkey)
+        size = dict(seed=s0, epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
+        jkey = run_key(task, "jola", **size)
         jola = cached_run(out, jkey, lambda: run_method(model, setup, "jola", seed=s0, epochs=args.epochs,
-                                                        progress=not args.no_progress))
+                                                        progress=not args.no_progress), reuse=args.reuse)
         jscores = torch.tensor(jola["prob_open"]) if jola.get("prob_open") else None
         n_open = int(torch.tensor(jola["open_mask"]).sum())
         k = max(1, n_open)
@@ -143,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_downstream:
             down_rows.append({"task": task, "selector": "jola (gated, as trained)", "k": k, **_acc(jola)})
             for name in ["jola", *args.selectors]:
-                key = f"{task}.edit-{name}.k{k}.s{s0}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
+                key = run_key(task, f"edit-{name}", k=k, **size)
                 r = cached_run(out, key, lambda name=name: run_method(
                     model, setup, f"edit:{name}", seed=s0, epochs=args.epochs, mask=masks[name][s0],
                     progress=not args.no_progress))

@@ -18,8 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
-from analysis.compare_selection import _reuse
+from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
+                             write_table)
 from jola_lens.loading import load_model, set_offline_env
 
 LABELS = {"jola": "JoLA", "lora": "LoRA", "lofit": "LoFiT", "zero_shot": "zero-shot"}
@@ -48,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for seed in args.seeds:
                 for method in args.methods:
-                    key = f"{task}.{method}.s{seed}.e{args.epochs}.n{size}.t{args.test_size}"
-                    _reuse(out, [Path(p) for p in args.reuse], key)
+                    key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=size, n_test=args.test_size)
                     r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
-                                                                progress=not args.no_progress))
+                                                                progress=not args.no_progress), reuse=args.reuse)
                     runs.append(r)
                     _write(out, runs, cmd, time.time() - start, args)
     return 0

@@ -16,7 +16,8 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.common import add_common_args, cached_run, command_line, fmt, mean_sd, run_method, setup_task, write_table
+from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
+                             write_table)
 from jola_lens.loading import load_model, set_offline_env
 
 METHODS = ["zero_shot", "iti", "bitfit", "red", "loreft", "lora", "lofit", "jola"]
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods:
                 if method == "zero_shot" and seed != args.seeds[0]:
                     continue  # deterministic
-                key = f"{task}.{method}.s{seed}.e{args.epochs}.n{args.train_size}.t{args.test_size}"
+                key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=args.train_size,
+                              n_test=args.test_size)
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                             progress=not args.no_progress))
                 r["majority"] = setup.majority

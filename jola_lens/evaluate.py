@@ -108,7 +108,7 @@ def prepare_model(model: ModelLike) -> tuple[Any, ContextManager[Any]]:
         >>> (jm.training, len(hooked.blocks[0].attn.hook_z.fwd_hooks))
         (True, 0)
     """
-    if isinstance(model, JoLAModel) or is_edit_wrapper(model):
+    if is_edit_wrapper(model):
         return model.model, _jola_context(model)
     if not hasattr(model, "cfg") or not hasattr(model, "hook_dict"):
         raise TypeError(f"expected a HookedTransformer or a JoLAModel, got {type(model).__name__}")
@@ -151,14 +151,15 @@ def applied_model(model: ModelLike) -> Iterator[Any]:
 
 
 def is_edit_wrapper(model: Any) -> bool:
-    """True for an object that wraps a HookedTransformer and applies edits the way JoLAModel does
-    (``.model``, ``.applied()``, ``.train(mode)``): the baselines of :mod:`jola_lens.baselines`."""
-    return (not isinstance(model, JoLAModel) and hasattr(getattr(model, "model", None), "hook_dict")
-            and callable(getattr(model, "applied", None)) and callable(getattr(model, "train", None)))
+    """True for a JoLAModel or another object that wraps a HookedTransformer and applies its edits
+    the same way (``.model``, ``.applied()``, ``.train(mode)``): the baselines of :mod:`jola_lens.baselines`."""
+    return isinstance(model, JoLAModel) or (
+        hasattr(getattr(model, "model", None), "hook_dict")
+        and callable(getattr(model, "applied", None)) and callable(getattr(model, "train", None)))
 
 
 def _hooked(model: ModelLike) -> Any:
-    return model.model if isinstance(model, JoLAModel) or is_edit_wrapper(model) else model
+    return model.model if is_edit_wrapper(model) else model
 
 
 def _device(hooked: Any) -> torch.device:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from analysis import ablations, compare_selection, data_size, figures, main_table
-from analysis.compare_selection import jaccard, spearman
+from analysis.compare_selection import spearman
+from jola_lens.plots import jaccard
 
 TINY = ["--train-size", "16", "--valid-size", "8", "--test-size", "10", "--epochs", "1", "--no-progress"]
 
