@@ -422,6 +422,10 @@ def bench_eval(jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
     _log(f"label likelihood, {n_ll} examples: batch {bs} {statistics.median(ltimes['batched']):.2f} s, "
          f"one at a time {statistics.median(ltimes['single']):.2f} s")
 
+    ceiling = gemm_bound(lambda b: E.label_likelihood_predict(jm, prompts, per, batch_size=b, **kw), bs)
+    _log(f"label likelihood: matrix products take {100 * ceiling['gemm_share_single']:.0f}% of one-at-a-time "
+         f"CPU time; batching can then speed it up at most {ceiling['ceiling']:.2f}x on this machine")
+
     gprompts = inp.prompts[: st.n_generation]
     gen_out: dict[str, Any] = {}
     gkw = dict(max_new_tokens=st.new_tokens, stop_strings=["\n"], prepend_bos=inp.prepend_bos)
@@ -447,6 +451,7 @@ def bench_eval(jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
         "batched_eval_speedup": ratio_of_medians(ltimes, "single", "batched"),
         "label_likelihood_examples_per_s": {"batched": eps(ltimes["batched"], n_ll), "single": eps(ltimes["single"], n_ll)},
         "label_likelihood_same_predictions": ll_out.get("batched") == ll_out.get("single"),
+        "batched_eval_gemm_bound": ceiling,
         "generation_batched_speedup": ratio_of_medians(gtimes, "single", "batched"),
         "generation_examples_per_s": {"batched": eps(gtimes["batched"], n_gen), "single": eps(gtimes["single"], n_gen)},
         "generation_same_outputs": gen_out.get("batched") == gen_out.get("single"),
@@ -454,6 +459,34 @@ def bench_eval(jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
                        "max_new_tokens": st.new_tokens},
         "timings": timings,
     }
+
+
+# matrix-product operators of a forward pass (self time; their callers add no compute of their own)
+GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul")
+
+
+def gemm_bound(run: Callable[[int], Any], batch_size: int) -> dict[str, float]:
+    """Amdahl bound on what batching can gain: profile one pass one-at-a-time and one batched.
+
+    On a CPU the matrix products cost the same per token at batch 1 as at batch 16 (the cores
+    are already busy), so batching can only remove the rest (Python, hooks, small ops): the
+    speedup is at most ``total / gemm`` of the one-at-a-time pass. The profiler's own overhead
+    falls on the small ops, so the bound is generous. Returned: each pass's CPU seconds in matrix
+    products and in total, the share, and the bound.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    out: dict[str, float] = {}
+    for name, b in (("single", 1), ("batched", batch_size)):
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            run(b)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / 1e6
+        gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / 1e6
+        out[f"gemm_s_{name}"], out[f"total_cpu_s_{name}"] = gemm, total
+    out["gemm_share_single"] = out["gemm_s_single"] / out["total_cpu_s_single"]
+    out["ceiling"] = 1.0 / out["gemm_share_single"]
+    return out
 
 
 # =============================================================================================
@@ -713,6 +746,11 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     le = res["label_likelihood_examples_per_s"]
     add(f"label-likelihood eval, batch {eb} vs one at a time", "batched_eval_speedup",
         f"{res['batched_eval_speedup']:.2f}x ({le['batched']:.1f} vs {le['single']:.1f} examples/s)")
+    gb = res.get("batched_eval_gemm_bound")
+    if gb:
+        add("label-likelihood eval: matrix products' share of one-at-a-time CPU time, and the bound it puts on "
+            "batching", None, f"{100 * gb['gemm_share_single']:.0f}% (GEMM {gb['gemm_s_single']:.1f} s one at a time, "
+            f"{gb['gemm_s_batched']:.1f} s batched) -> at most {gb['ceiling']:.2f}x")
     ge = res["generation_examples_per_s"]
     add(f"generation eval ({nt} tokens, stop at newline), batch {eb} vs one at a time", "generation_batched_speedup",
         f"{res['generation_batched_speedup']:.2f}x ({ge['batched']:.2f} vs {ge['single']:.2f} examples/s)")

@@ -100,3 +100,33 @@ def test_interleaved_alternates_order_and_shares_the_round():
     times = interleaved({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, repeats=3)
     assert calls == [("a", 0), ("b", 0), ("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
     assert [len(v) for v in times.values()] == [3, 3]
+
+
+def test_quick_run_records_the_batching_bound(quick_run):
+    out, _ = quick_run
+    gb = json.loads((out / "latest.json").read_text())["batched_eval_gemm_bound"]
+    for name in ("single", "batched"):
+        assert 0 < gb[f"gemm_s_{name}"] <= gb[f"total_cpu_s_{name}"]
+    assert gb["ceiling"] == pytest.approx(gb["total_cpu_s_single"] / gb["gemm_s_single"]) and gb["ceiling"] >= 1
+
+
+def test_gemm_bound_separates_matrix_products_from_python_work():
+    import torch
+
+    from benchmarks.run import gemm_bound
+
+    a = torch.randn(256, 256)
+
+    def matmul_only(b: int) -> None:
+        for _ in range(20):
+            a @ a
+
+    def mostly_small_ops(b: int) -> None:
+        a @ a
+        x = torch.zeros(4)
+        for _ in range(3000):
+            x = x + 1
+
+    heavy, light = gemm_bound(matmul_only, 4), gemm_bound(mostly_small_ops, 4)
+    assert heavy["gemm_share_single"] > 0.8 and heavy["ceiling"] < 1.25
+    assert light["gemm_share_single"] < 0.5 and light["ceiling"] > 2
