@@ -7,7 +7,8 @@ For each task:
 
 1. JoLA is trained (first seed; or its run is re-used from ``--reuse``, e.g. the main table's),
    and K = its number of open heads. JoLA's mask is its K heads with the highest
-   max(P(g_a open), P(g_m open)): the open heads.
+   max(P(g_a open), P(g_m open)): the open heads. ``--k`` sets a smaller (or larger) K; JoLA's
+   mask is then its top K by that P(open).
 2. Every selector (``--selectors``) picks K heads, once per seed (trained selectors get
    ``--select-epochs`` epochs on the same 200 examples; the model stays frozen).
 3. Overlap with JoLA's mask: Jaccard, precision@K (|S and J| / K), Spearman correlation of the
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap, seeds=(42, 43, 44))
     ap.add_argument("--selectors", nargs="+", default=SELECTORS, choices=SELECTORS + ["all"])
     ap.add_argument("--select-epochs", type=int, default=1)
+    ap.add_argument("--k", type=int, default=None,
+                    help="heads per mask (default: JoLA's open-head count); JoLA's mask is then its top K by P(open)")
     ap.add_argument("--no-downstream", action="store_true")
     ap.add_argument("--reuse", nargs="*", default=[], help="study folders whose runs/ may hold the JoLA run")
     ap.add_argument("--out", default="analysis/results/compare_selection")
@@ -86,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
                                                         progress=not args.no_progress), reuse=args.reuse)
         jscores = torch.tensor(jola["prob_open"]) if jola.get("prob_open") else None
         n_open = int(torch.tensor(jola["open_mask"]).sum())
-        k = max(1, n_open)
+        k = args.k or max(1, n_open)
+        if k > model.cfg.n_layers * model.cfg.n_heads:
+            raise ValueError(f"--k {k} is more than the model's {model.cfg.n_layers * model.cfg.n_heads} heads")
+        if (args.k or not n_open) and jscores is None:
+            raise ValueError(f"JoLA run {jkey} has no P(open) to rank heads by; leave out --k")
         # JoLA's ranking: max over the two gates' P(open), stored per run as the additive P(open) and mask
-        jmask = torch.tensor(jola["open_mask"]).bool() if n_open else top_k_mask(jscores, k)
+        jmask = top_k_mask(jscores, k) if (args.k or not n_open) else torch.tensor(jola["open_mask"]).bool()
         masks: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jmask}}
         scores: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jscores}}
         for name in args.selectors:

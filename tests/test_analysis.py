@@ -65,6 +65,21 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert [r["selector"] for r in down] == ["jola (gated, as trained)", "jola", "random", "smp"]
     assert (out / "selection_grid_ARC-Easy.html").is_file()
 
+    small = tmp_path / "sel_k3"  # a fixed K: JoLA's mask becomes its top 3 heads by P(open)
+    assert compare_selection.main(["--selectors", "random", "--seeds", "1", "--k", "3", "--no-downstream",
+                                   "--reuse", str(out), "--out", str(small), *TINY]) == 0
+    sel3 = json.loads((small / "selection.json").read_text())["ARC-Easy"]
+    assert sel3["k"] == 3 and all(len(h) == 3 for seeds in sel3["masks"].values() for h in seeds.values())
+    jrun = json.loads((small / "runs" / "ARC-Easy.jola.s1.e1.n16.t10.json").read_text())
+    p_open = torch.tensor(jrun["prob_open"])
+    chosen = torch.zeros_like(p_open, dtype=torch.bool)
+    for li, h in sel3["masks"]["jola"]["1"]:
+        chosen[li, h] = True
+    assert int(chosen.sum()) == 3 and p_open[chosen].min() >= p_open[~chosen].max()
+    with pytest.raises(ValueError, match="more than the model"):
+        compare_selection.main(["--selectors", "random", "--k", "100000", "--no-downstream", "--reuse", str(out),
+                                "--out", str(small), *TINY])
+
     abl = tmp_path / "abl"
     assert ablations.main(["--variants", "default", "no_gate", "--seeds", "1", "--reuse", str(out), "--out", str(abl),
                            *TINY]) == 0
