@@ -155,11 +155,12 @@ def run_key(task: str, method: str, *, seed: int, epochs: int, n_train: int, n_t
 
 
 def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None] = print,
-               reuse: Sequence[str | Path] = ()) -> dict[str, Any]:
+               reuse: Sequence[str | Path] = (), only_cached: bool = False) -> dict[str, Any] | None:
     """``fn()``'s result from ``out/runs/key.json`` if present, else run it and store it there.
 
     ``reuse``: other study folders; a run stored under the same key in one of their ``runs/`` is
-    copied into ``out`` instead of being run again.
+    copied into ``out`` instead of being run again. ``only_cached``: never run ``fn``; a run
+    that is not stored yet gives ``None`` (to tabulate what has finished).
     """
     name = f"{key.replace('/', '_').replace(':', '-')}.json"
     path = out / "runs" / name
@@ -171,6 +172,8 @@ def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Calla
                 break
     if path.is_file():
         return json.loads(path.read_text())
+    if only_cached:
+        return None
     log(f"[analysis] {key}")
     r = fn()
     path.parent.mkdir(parents=True, exist_ok=True)

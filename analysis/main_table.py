@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap)
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--out", default="analysis/results/main_table")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones: n/a)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     start = time.time()
@@ -46,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                 key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=args.train_size,
                               n_test=args.test_size)
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
-                                                            progress=not args.no_progress))
+                                                            progress=not args.no_progress),
+                               only_cached=args.cached_only)
+                if r is None:
+                    continue
                 r["majority"] = setup.majority
                 runs.append(r)
                 summarise(runs, out, command_line("main_table", argv), time.time() - start, args)
@@ -70,17 +75,20 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
                          "n_test": rs[0]["n"], "majority": rs[0].get("majority"),
                          "train_seconds_mean": mean_sd([r["train_seconds"] for r in rs])[0],
                          "seeds": [r["seed"] for r in rs]})
+    # the mean runs over the tasks on which every method of the table finished, so rows compare
+    complete = [t for t in tasks if all((t, m) in cells for m in methods)]
+    mean_label = "tasks" if complete == tasks else (", ".join(complete) or "no task (none complete)")
     lines = [f"Command: `{cmd}`", "",
              f"Bundled SmolLM2-135M-Instruct; {args.train_size} training / {args.valid_size} validation examples, "
              f"{args.epochs} epochs, test sample {args.test_size} per task; option-text likelihood accuracy, "
              f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Wall time so far {seconds / 60:.0f} min.", "",
-             "| method | params | " + " | ".join(tasks) + " | mean over tasks |",
+             "| method | params | " + " | ".join(tasks) + f" | mean over {mean_label} |",
              "|---|---|" + "---|" * (len(tasks) + 1)]
     for m in methods:
         accs = [cells.get((t, m), (None, None, 0)) for t in tasks]
-        have = [a[0] for a in accs if a[0] is not None]
+        have = [cells[t, m][0] for t in complete if cells[t, m][0] is not None]
         params = next((r["trainable_params"] for r in rows if r["method"] == m), 0)
-        mean_all = sum(have) / len(have) if len(have) == len(tasks) else None
+        mean_all = sum(have) / len(have) if complete and len(have) == len(complete) else None
         lines.append(f"| {LABELS[m]} | {params:,} | " + " | ".join(
             f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
     maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]

@@ -48,6 +48,11 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
     capsys.readouterr()
     assert main_table.main(argv) == 0  # every run is cached now: nothing is trained again
     assert "[analysis] ARC-Easy" not in capsys.readouterr().out
+    # --cached-only tabulates what finished and trains nothing: LoFiT was never run here
+    assert main_table.main(["--methods", "zero_shot", "red", "lofit", "--cached-only", "--out", str(tmp_path),
+                            *TINY]) == 0
+    assert "[analysis] ARC-Easy" not in capsys.readouterr().out
+    assert [r["method"] for r in _rows(tmp_path / "main_table.csv")] == ["zero_shot", "red"]
 
 
 @pytest.mark.integration
@@ -97,3 +102,18 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
                          "--size-study", str(ds), "--main-table", str(abl)]) == 0
     names = sorted(p.name for p in figs.iterdir())
     assert names == ["accuracy_vs_size.html", "main_table_bars.html", "selection_grid.html", "selection_jaccard.html"]
+
+
+def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
+    import argparse
+
+    runs = [dict(task=t, method=m, accuracy=a, likelihood_acc_norm=a, trainable_params=0, n=10, majority=0.5,
+                 train_seconds=1.0, seed=1)
+            for t, m, a in [("A", "zero_shot", 0.5), ("A", "jola", 0.7), ("B", "zero_shot", 0.2), ("B", "jola", 0.4),
+                            ("C", "zero_shot", 0.1)]]
+    main_table.summarise(runs, tmp_path, "cmd", 1.0,
+                         argparse.Namespace(train_size=1, valid_size=1, epochs=1, test_size=1, seeds=[1]))
+    lines = (tmp_path / "main_table.md").read_text().splitlines()
+    assert any(x.endswith("| mean over A, B |") for x in lines)
+    assert any(x.startswith("| zero-shot |") and x.endswith("| 0.350 |") for x in lines)  # C left out
+    assert any(x.startswith("| JoLA |") and "| n/a |" in x and x.endswith("| 0.550 |") for x in lines)
