@@ -81,7 +81,9 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
     lines = [f"Command: `{cmd}`", "",
              f"Bundled SmolLM2-135M-Instruct; {args.train_size} training / {args.valid_size} validation examples, "
              f"{args.epochs} epochs, test sample {args.test_size} per task; option-text likelihood accuracy, "
-             f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Wall time so far {seconds / 60:.0f} min.", "",
+             f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Run time of the tabulated runs "
+             f"{sum(r.get('seconds') or 0 for r in runs) / 60:.0f} min (each run's in runs/*.json); this "
+             f"invocation {seconds / 60:.0f} min.", "",
              "| method | params | " + " | ".join(tasks) + f" | mean over {mean_label} |",
              "|---|---|" + "---|" * (len(tasks) + 1)]
     for m in methods:
