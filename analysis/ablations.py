@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             write_table)
+                             timing_text, write_table)
 from jola_lens.config import JoLAConfig
 from jola_lens.loading import load_model, set_offline_env
 
@@ -94,8 +94,8 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
     lines = [f"Command: `{cmd}`", "",
              f"JoLA variants; {args.train_size} training examples, {args.epochs} epochs, test sample {args.test_size}; "
              f"option-text likelihood accuracy (± test-sample SE for one seed, sd over seeds otherwise); gates open "
-             f"at the end (a = additive, m = multiplicative; of 270 heads, or 30 MLP layers); wall time so far "
-             f"{seconds / 60:.0f} min.", "",
+             f"at the end (a = additive, m = multiplicative; of 270 heads, or 30 MLP layers); "
+             f"{timing_text(out, seconds)}.", "",
              "| task | variant | accuracy | gates open | trainable params | train s |", "|---|---|---|---|---|---|"]
     for r in rows:
         err = r["accuracy_sd"] if r["n_seeds"] > 1 else r["stderr"]

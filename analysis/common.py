@@ -185,6 +185,19 @@ def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Calla
     return r
 
 
+def stored_run_minutes(out: Path) -> float:
+    """Summed run time (minutes) of the runs stored in ``out/runs`` (re-used ones included)."""
+    total = 0.0
+    for f in (Path(out) / "runs").glob("*.json"):
+        total += float(json.loads(f.read_text()).get("seconds") or 0)
+    return total / 60
+
+
+def timing_text(out: Path, seconds: float) -> str:
+    """What a study's table says about its cost: the stored runs' time, then this invocation's."""
+    return f"run time of the stored runs {stored_run_minutes(out):.0f} min; this invocation {seconds / 60:.0f} min"
+
+
 def _json_default(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return v.tolist()

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             write_table)
+                             timing_text, write_table)
 from jola_lens.loading import load_model, set_offline_env
 from jola_lens.plots import jaccard
 from jola_lens.selection import select, top_k_mask
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_layer": sum(i * c for i, c in enumerate(layers)) / max(sum(layers), 1),
             })
         if not args.no_downstream:
-            down_rows.append({"task": task, "selector": "jola (gated, as trained)", "k": k, **_acc(jola)})
+            down_rows.append({"task": task, "selector": "jola (gated, as trained)", "k": n_open, **_acc(jola)})
             for name in ["jola", *args.selectors]:
                 key = run_key(task, f"edit-{name}", k=k, **size)
                 r = cached_run(out, key, lambda name=name: run_method(
@@ -157,8 +157,8 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
     (out / "selection.json").write_text(json.dumps(masks_json, indent=1))
     head = [f"Command: `{cmd}`", "",
             f"Bundled SmolLM2-135M-Instruct ({n_layers} layers x 9 heads); {args.train_size} training examples; "
-            f"trained selectors ran {args.select_epochs} epoch(s); seeds {args.seeds}; wall time so far "
-            f"{seconds / 60:.0f} min.", ""]
+            f"trained selectors ran {args.select_epochs} epoch(s); seeds {args.seeds}; "
+            f"{timing_text(out, seconds)}.", ""]
     lines = head + ["| task | selector | K | Jaccard with JoLA | precision@K | Spearman vs JoLA P(open) | "
                     "seed agreement (Jaccard) | mean layer |", "|---|---|---|---|---|---|---|---|"]
     for r in overlap:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             write_table)
+                             timing_text, write_table)
 from jola_lens.loading import load_model, set_offline_env
 
 LABELS = {"jola": "JoLA", "lora": "LoRA", "lofit": "LoFiT", "zero_shot": "zero-shot"}
@@ -68,7 +68,7 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
     sizes = sorted({r["n_train"] for r in rows})
     lines = [f"Command: `{cmd}`", "",
              f"{args.epochs} epochs at every size; test sample {args.test_size}; option-text likelihood accuracy "
-             f"(± test-sample SE for one seed, sd over seeds otherwise); wall time so far {seconds / 60:.0f} min.", "",
+             f"(± test-sample SE for one seed, sd over seeds otherwise); {timing_text(out, seconds)}.", "",
              "| task | method | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
     for task in dict.fromkeys(r["task"] for r in rows):
         for method in dict.fromkeys(r["method"] for r in rows if r["task"] == task):
