@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         k = args.k or max(1, n_open)
         if k > model.cfg.n_layers * model.cfg.n_heads:
             raise ValueError(f"--k {k} is more than the model's {model.cfg.n_layers * model.cfg.n_heads} heads")
-        if (args.k or not n_open) and jscores is None:
+        by_rank = bool(args.k) or not n_open  # JoLA's mask from its P(open) ranking, not its open gates
+        if by_rank and jscores is None:
             raise ValueError(f"JoLA run {jkey} has no P(open) to rank heads by; leave out --k")
         # JoLA's ranking: max over the two gates' P(open), stored per run as the additive P(open) and mask
-        jmask = top_k_mask(jscores, k) if (args.k or not n_open) else torch.tensor(jola["open_mask"]).bool()
+        jmask = top_k_mask(jscores, k) if by_rank else torch.tensor(jola["open_mask"]).bool()
         masks: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jmask}}
         scores: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jscores}}
         for name in args.selectors:
