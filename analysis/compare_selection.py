@@ -14,9 +14,13 @@ For each task:
 3. Overlap with JoLA's mask: Jaccard, precision@K (|S and J| / K), Spearman correlation of the
    selector's head scores with JoLA's P(open); layer histograms; agreement of each selector with
    itself across seeds (mean pairwise Jaccard).
-4. Downstream (first seed): plain additive + multiplicative edits trained on each mask with no
-   gates (:func:`jola_lens.selection.edit_on_mask`), JoLA's mask included (``edit:jola``), all with
-   the same budget; JoLA's gated result is reported beside them.
+4. Downstream, for each seed in ``--downstream-seeds`` (default: the first seed): plain additive +
+   multiplicative edits trained on each mask with no gates (:func:`jola_lens.selection.edit_on_mask`),
+   JoLA's mask included (``edit:jola``), all with the same budget and that seed, each selector's mask
+   the one it picked with that seed; JoLA's gated result is reported beside them. For a seed other
+   than the first, JoLA is trained again with that seed and its mask is its top K by P(open) (K stays
+   the first seed's), so its localisation is re-drawn too; JoLA's row of the overlap table then shows
+   its own agreement across seeds. The downstream table gives each seed and the mean +- sd over seeds.
 
 Writes ``runs/`` (cached), ``selection.json`` (masks), ``overlap.csv/.md``, ``downstream.csv/.md``,
 and ``selection_grid.html``, ``selection_jaccard.html``, ``layer_histogram.html``.
@@ -71,9 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=None,
                     help="heads per mask (default: JoLA's open-head count); JoLA's mask is then its top K by P(open)")
     ap.add_argument("--no-downstream", action="store_true")
+    ap.add_argument("--downstream-seeds", nargs="+", type=int, default=None,
+                    help="seeds (a subset of --seeds) to train the downstream edits with; default: the first seed")
     ap.add_argument("--reuse", nargs="*", default=[], help="study folders whose runs/ may hold the JoLA run")
     ap.add_argument("--out", default="analysis/results/compare_selection")
     args = ap.parse_args(argv)
+    down_seeds = args.downstream_seeds or args.seeds[:1]
+    if missing := [s for s in down_seeds if s not in args.seeds]:
+        ap.error(f"--downstream-seeds {missing} are not in --seeds {args.seeds}: the selectors' masks exist only "
+                 "for --seeds")
     out = Path(args.out)
     cmd = command_line("compare_selection", argv)
     start = time.time()
@@ -83,10 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
                            test_size=args.test_size, data_root=args.data_root)
         s0 = args.seeds[0]
-        size = dict(seed=s0, epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
-        jkey = run_key(task, "jola", **size)
-        jola = cached_run(out, jkey, lambda: run_method(model, setup, "jola", seed=s0, epochs=args.epochs,
-                                                        progress=not args.no_progress), reuse=args.reuse)
+
+        def size(seed: int) -> dict[str, int]:
+            return dict(seed=seed, epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
+
+        def jola_run(seed: int) -> dict[str, Any]:
+            return cached_run(out, run_key(task, "jola", **size(seed)), lambda: run_method(
+                model, setup, "jola", seed=seed, epochs=args.epochs, progress=not args.no_progress), reuse=args.reuse)
+
+        jkey = run_key(task, "jola", **size(s0))
+        jola = jola_run(s0)
         jscores = torch.tensor(jola["prob_open"]) if jola.get("prob_open") else None
         n_open = int(torch.tensor(jola["open_mask"]).sum())
         k = args.k or max(1, n_open)
@@ -113,15 +129,22 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_run(out, key, run_select)
                 masks.setdefault(name, {})[seed] = torch.tensor(r["mask"]).bool()
                 scores.setdefault(name, {})[seed] = torch.tensor(r["scores"]).float()
+        if not args.no_downstream:  # JoLA re-trained with each further downstream seed: its own top K there
+            for seed in down_seeds:
+                if seed != s0:
+                    p_open = torch.tensor(jola_run(seed)["prob_open"])
+                    masks["jola"][seed], scores["jola"][seed] = top_k_mask(p_open, k), p_open
         masks_json[task] = {"k": k, "jola_run": jkey, "shape": [model.cfg.n_layers, model.cfg.n_heads],
                             "masks": {n: {str(s): torch.nonzero(m).tolist() for s, m in d.items()}
                                       for n, d in masks.items()}}
         n_layers = model.cfg.n_layers
         for name, by_seed in masks.items():
             seeds = sorted(by_seed)
-            jac = [jaccard(by_seed[s], jmask) for s in seeds]
-            prec = [int((by_seed[s] & jmask).sum()) / k for s in seeds]
-            rho = [spearman(scores[name][s], jscores) for s in seeds] if jscores is not None else []
+            # against JoLA's first-seed mask; JoLA's own row: its other seeds against its first
+            vs = [s for s in seeds if s != s0] if name == "jola" and len(seeds) > 1 else seeds
+            jac = [jaccard(by_seed[s], jmask) for s in vs]
+            prec = [int((by_seed[s] & jmask).sum()) / k for s in vs]
+            rho = [spearman(scores[name][s], jscores) for s in vs] if jscores is not None else []
             agree = [jaccard(by_seed[a], by_seed[b]) for a, b in itertools.combinations(seeds, 2)]
             layers = by_seed[seeds[0]].sum(1).tolist()
             overlap_rows.append({
@@ -133,14 +156,17 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_layer": sum(i * c for i, c in enumerate(layers)) / max(sum(layers), 1),
             })
         if not args.no_downstream:
-            down_rows.append({"task": task, "selector": "jola (gated, as trained)", "k": n_open, **_acc(jola)})
-            for name in ["jola", *args.selectors]:
-                key = run_key(task, f"edit-{name}", k=k, **size)
-                r = cached_run(out, key, lambda name=name: run_method(
-                    model, setup, f"edit:{name}", seed=s0, epochs=args.epochs, mask=masks[name][s0],
-                    progress=not args.no_progress))
-                down_rows.append({"task": task, "selector": name, "k": k, **_acc(r)})
-                _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
+            for seed in down_seeds:
+                gated = jola if seed == s0 else jola_run(seed)
+                down_rows.append({"task": task, "selector": "jola (gated, as trained)", "seed": seed,
+                                  "k": int(torch.tensor(gated["open_mask"]).sum()), **_acc(gated)})
+                for name in ["jola", *args.selectors]:
+                    key = run_key(task, f"edit-{name}", k=k, **size(seed))
+                    r = cached_run(out, key, lambda name=name, seed=seed: run_method(
+                        model, setup, f"edit:{name}", seed=seed, epochs=args.epochs, mask=masks[name][seed],
+                        progress=not args.no_progress))
+                    down_rows.append({"task": task, "selector": name, "seed": seed, "k": k, **_acc(r)})
+                    _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
         _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
         _figures(out, masks, k, task, n_layers)
     return 0
@@ -168,14 +194,27 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
                      f"{fmt(r['seed_agreement_jaccard'])} | {r['mean_layer']:.1f} |")
     write_table(out, "overlap", overlap, "\n".join(lines) + "\n")
     if down:
-        lines = head + [f"Downstream: additive + multiplicative edits on the K selected heads, no gates, "
-                        f"{args.epochs} epochs, seed {args.seeds[0]}; test sample {args.test_size}; "
-                        "option-text likelihood accuracy (± test-sample standard error).", "",
-                        "| task | heads chosen by | K | accuracy | acc (length-normalised) | train s |",
-                        "|---|---|---|---|---|---|"]
+        seeds = sorted({r["seed"] for r in down})
+        groups: dict[tuple[str, str], list[dict]] = {}
         for r in down:
-            lines.append(f"| {r['task']} | {r['selector']} | {r['k']} | {fmt(r['accuracy'], r['stderr'])} | "
-                         f"{fmt(r['acc_norm'])} | {r['train_seconds']} |")
+            groups.setdefault((r["task"], r["selector"]), []).append(r)
+        lines = head + [f"Downstream: additive + multiplicative edits on the K selected heads, no gates, "
+                        f"{args.epochs} epochs, seeds {seeds} (each selector's mask from the same seed); test "
+                        f"sample {args.test_size}; option-text likelihood accuracy. One seed: ± test-sample "
+                        "standard error; several: mean ± sd over seeds.", "",
+                        "| task | heads chosen by | K | " + " | ".join(f"seed {s}" for s in seeds)
+                        + " | accuracy | acc (length-normalised) | train s |",
+                        "|---|---|---|" + "---|" * len(seeds) + "---|---|---|"]
+        for (task, sel), rs in groups.items():
+            by = {r["seed"]: r for r in rs}
+            accs = [r["accuracy"] for r in rs if r["accuracy"] is not None]
+            acc = fmt(rs[0]["accuracy"], rs[0]["stderr"]) if len(rs) == 1 else fmt(*mean_sd(accs)[:2])
+            norms = [r["acc_norm"] for r in rs if r["acc_norm"] is not None]
+            ks = "/".join(str(v) for v in dict.fromkeys(r["k"] for r in rs))
+            lines.append(f"| {task} | {sel} | {ks} | "
+                         + " | ".join(fmt(by[s]["accuracy"]) if s in by else "-" for s in seeds)
+                         + f" | {acc} | {fmt(mean_sd(norms)[0]) if norms else '-'} | "
+                         f"{round(sum(r['train_seconds'] for r in rs) / len(rs))} |")
         write_table(out, "downstream", down, "\n".join(lines) + "\n")
 
 

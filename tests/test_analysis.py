@@ -58,16 +58,29 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
 @pytest.mark.integration
 def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     out = tmp_path / "sel"
-    assert compare_selection.main(["--selectors", "random", "smp", "--seeds", "1", "2", "--out", str(out), *TINY]) == 0
+    with pytest.raises(SystemExit):  # downstream needs the selectors' masks of that seed
+        compare_selection.main(["--seeds", "1", "--downstream-seeds", "2", "--out", str(out), *TINY])
+    assert compare_selection.main(["--selectors", "random", "smp", "--seeds", "1", "2", "--downstream-seeds", "1", "2",
+                                   "--k", "5", "--out", str(out), *TINY]) == 0  # K < 270: a real top-K choice
     overlap = _rows(out / "overlap.csv")
     assert [r["selector"] for r in overlap] == ["jola", "random", "smp"]
     jola = overlap[0]
-    assert float(jola["jaccard_with_jola"]) == pytest.approx(1.0)
+    assert jola["seeds"] == "[1, 2]" and jola["seed_agreement_jaccard"] != ""  # JoLA re-drawn with seed 2
     k = int(jola["k"])
     sel = json.loads((out / "selection.json").read_text())["ARC-Easy"]
+    assert set(sel["masks"]["jola"]) == {"1", "2"}
     assert all(len(heads) == k for seeds in sel["masks"].values() for heads in seeds.values())
+    # seed 2's JoLA mask is the top K of seed 2's own P(open), not seed 1's
+    p2 = torch.tensor(json.loads((out / "runs" / "ARC-Easy.jola.s2.e1.n16.t10.json").read_text())["prob_open"])
+    chosen = torch.zeros_like(p2, dtype=torch.bool)
+    for li, h in sel["masks"]["jola"]["2"]:
+        chosen[li, h] = True
+    assert p2[chosen].min() >= p2[~chosen].max()
     down = _rows(out / "downstream.csv")
-    assert [r["selector"] for r in down] == ["jola (gated, as trained)", "jola", "random", "smp"]
+    names = ["jola (gated, as trained)", "jola", "random", "smp"]
+    assert [(r["selector"], r["seed"]) for r in down] == [(n, s) for s in ("1", "2") for n in names]
+    md = (out / "downstream.md").read_text()
+    assert "| seed 1 | seed 2 | accuracy |" in md and md.count("| ARC-Easy |") == 4  # one row per selector
     assert (out / "selection_grid_ARC-Easy.html").is_file()
 
     small = tmp_path / "sel_k3"  # a fixed K: JoLA's mask becomes its top 3 heads by P(open)
