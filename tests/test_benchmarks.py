@@ -138,3 +138,15 @@ def test_gemm_bound_separates_matrix_products_from_python_work():
     fused = gemm_bound(batched_matmul, 4)  # same arithmetic in a fifth of the calls: bounded by its own GEMM time
     assert fused["ceiling"] == pytest.approx(fused["total_cpu_s_single"] / fused["gemm_s_batched"])
     assert fused["ceiling"] >= fused["cpu_speedup"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork + exec inheritance of ru_maxrss is Linux's")
+def test_child_peak_rss_is_its_own_not_the_parents():
+    import torch
+
+    big = torch.ones(600 * 2**20 // 4)  # 600 MiB touched in this (parent) process
+    code = "from benchmarks.run import peak_rss_mb; print(peak_rss_mb())"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    child_peak = float(p.stdout.strip().splitlines()[-1])
+    assert float(big[0]) == 1.0
+    assert 0 < child_peak < 500  # the child imported torch, nothing more; ru_maxrss would report > 600
