@@ -129,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_run(out, key, run_select)
                 masks.setdefault(name, {})[seed] = torch.tensor(r["mask"]).bool()
                 scores.setdefault(name, {})[seed] = torch.tensor(r["scores"]).float()
+        jola_runs = {s0: jola}
         if not args.no_downstream:  # JoLA re-trained with each further downstream seed: its own top K there
             for seed in down_seeds:
                 if seed != s0:
-                    p_open = torch.tensor(jola_run(seed)["prob_open"])
+                    jola_runs[seed] = jola_run(seed)
+                    p_open = torch.tensor(jola_runs[seed]["prob_open"])
                     masks["jola"][seed], scores["jola"][seed] = top_k_mask(p_open, k), p_open
         masks_json[task] = {"k": k, "jola_run": jkey, "shape": [model.cfg.n_layers, model.cfg.n_heads],
                             "masks": {n: {str(s): torch.nonzero(m).tolist() for s, m in d.items()}
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             })
         if not args.no_downstream:
             for seed in down_seeds:
-                gated = jola if seed == s0 else jola_run(seed)
+                gated = jola_runs[seed]
                 down_rows.append({"task": task, "selector": "jola (gated, as trained)", "seed": seed,
                                   "k": int(torch.tensor(gated["open_mask"]).sum()), **_acc(gated)})
                 for name in ["jola", *args.selectors]:
