@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             prec = [int((by_seed[s] & jmask).sum()) / k for s in vs]
             rho = [spearman(scores[name][s], jscores) for s in vs] if jscores is not None else []
             agree = [jaccard(by_seed[a], by_seed[b]) for a, b in itertools.combinations(seeds, 2)]
-            layers = by_seed[seeds[0]].sum(1).tolist()
+            # heads per layer, averaged over the seeds' masks
+            layers = [round(c, 3) for c in (sum(by_seed[s].sum(1).float() for s in seeds) / len(seeds)).tolist()]
             overlap_rows.append({
                 "task": task, "selector": name, "k": k, "seeds": seeds,
                 "jaccard_with_jola": mean_sd(jac)[0], "jaccard_sd": mean_sd(jac)[1],
@@ -189,7 +190,7 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
             f"trained selectors ran {args.select_epochs} epoch(s); seeds {args.seeds}; "
             f"{timing_text(out, seconds)}.", ""]
     lines = head + ["| task | selector | K | Jaccard with JoLA | precision@K | Spearman vs JoLA P(open) | "
-                    "seed agreement (Jaccard) | mean layer |", "|---|---|---|---|---|---|---|---|"]
+                    "seed agreement (Jaccard) | mean layer (all seeds) |", "|---|---|---|---|---|---|---|---|"]
     for r in overlap:
         lines.append(f"| {r['task']} | {r['selector']} | {r['k']} | {fmt(r['jaccard_with_jola'], r['jaccard_sd'])} | "
                      f"{fmt(r['precision_at_k'])} | {fmt(r['spearman_with_jola'])} | "

@@ -1,7 +1,7 @@
 """Zero-shot, every baseline and JoLA on the dev tasks, on the same 200 training examples.
 
     python -m analysis.main_table --tasks ARC-Easy boolq openbookqa mmlu_pro/biology --seeds 42 43 44 \\
-        --out analysis/results/main_table
+        --reuse analysis/results/compare_selection_k14 --out analysis/results/main_table
 
 Each (task, method, seed) run trains on the task's training sample (seed-independent data; the
 seed drives initialisation, data order and gate noise) with the trainer and budget of
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap)
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--out", default="analysis/results/main_table")
+    ap.add_argument("--reuse", nargs="*", default=[],
+                    help="study folders whose runs/ may hold a run with the same key (copied, not re-run)")
     ap.add_argument("--cached-only", action="store_true",
                     help="train nothing: tabulate the runs already stored in --out/runs (missing ones: n/a)")
     args = ap.parse_args(argv)
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                               n_test=args.test_size)
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                             progress=not args.no_progress),
-                               only_cached=args.cached_only)
+                               reuse=args.reuse, only_cached=args.cached_only)
                 if r is None:
                     continue
                 r["majority"] = setup.majority

@@ -53,6 +53,14 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
                             *TINY]) == 0
     assert "[analysis] ARC-Easy" not in capsys.readouterr().out
     assert [r["method"] for r in _rows(tmp_path / "main_table.csv")] == ["zero_shot", "red"]
+    # --reuse copies another study's stored runs instead of training them again
+    other = tmp_path / "other"
+    assert main_table.main(["--methods", "zero_shot", "red", "--reuse", str(tmp_path), "--out", str(other),
+                            *TINY]) == 0
+    assert "[analysis] ARC-Easy" not in capsys.readouterr().out
+    assert sorted(p.name for p in (other / "runs").glob("*.json")) == sorted(
+        p.name for p in (tmp_path / "runs").glob("*.json"))
+    assert _rows(other / "main_table.csv")[1]["accuracy_mean"] == rows[1]["accuracy_mean"]
 
 
 @pytest.mark.integration
