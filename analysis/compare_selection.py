@@ -198,6 +198,7 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
     write_table(out, "overlap", overlap, "\n".join(lines) + "\n")
     if down:
         seeds = sorted({r["seed"] for r in down})
+        cols = seeds if len(seeds) > 1 else []  # one seed: its accuracy is the accuracy column
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in down:
             groups.setdefault((r["task"], r["selector"]), []).append(r)
@@ -205,9 +206,9 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
                         f"{args.epochs} epochs, seeds {seeds} (each selector's mask from the same seed); test "
                         f"sample {args.test_size}; option-text likelihood accuracy. One seed: ± test-sample "
                         "standard error; several: mean ± sd over seeds.", "",
-                        "| task | heads chosen by | K | " + " | ".join(f"seed {s}" for s in seeds)
-                        + " | accuracy | acc (length-normalised) | train s |",
-                        "|---|---|---|" + "---|" * len(seeds) + "---|---|---|"]
+                        "| task | heads chosen by | K | " + "".join(f"seed {s} | " for s in cols)
+                        + "accuracy | acc (length-normalised) | train s |",
+                        "|---|---|---|" + "---|" * len(cols) + "---|---|---|"]
         for (task, sel), rs in groups.items():
             by = {r["seed"]: r for r in rs}
             accs = [r["accuracy"] for r in rs if r["accuracy"] is not None]
@@ -215,8 +216,8 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
             norms = [r["acc_norm"] for r in rs if r["acc_norm"] is not None]
             ks = "/".join(str(v) for v in dict.fromkeys(r["k"] for r in rs))
             lines.append(f"| {task} | {sel} | {ks} | "
-                         + " | ".join(fmt(by[s]["accuracy"]) if s in by else "-" for s in seeds)
-                         + f" | {acc} | {fmt(mean_sd(norms)[0]) if norms else '-'} | "
+                         + "".join((fmt(by[s]["accuracy"]) if s in by else "-") + " | " for s in cols)
+                         + f"{acc} | {fmt(mean_sd(norms)[0]) if norms else '-'} | "
                          f"{round(sum(r['train_seconds'] for r in rs) / len(rs))} |")
         write_table(out, "downstream", down, "\n".join(lines) + "\n")
 

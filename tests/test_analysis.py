@@ -84,6 +84,11 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     for li, h in sel["masks"]["jola"]["2"]:
         chosen[li, h] = True
     assert p2[chosen].min() >= p2[~chosen].max()
+    # the layer histogram (and so the mean layer) averages the seeds' masks, not the first seed's alone
+    hist = json.loads(jola["layer_histogram"])
+    per_seed = [[sum(1 for li, _ in sel["masks"]["jola"][s] if li == layer) for layer in range(len(hist))]
+                for s in ("1", "2")]
+    assert per_seed[0] != per_seed[1] and hist == pytest.approx([(a + b) / 2 for a, b in zip(*per_seed)])
     down = _rows(out / "downstream.csv")
     names = ["jola (gated, as trained)", "jola", "random", "smp"]
     assert [(r["selector"], r["seed"]) for r in down] == [(n, s) for s in ("1", "2") for n in names]

@@ -116,7 +116,7 @@ def test_gemm_bound_separates_matrix_products_from_python_work():
 
     from benchmarks.run import gemm_bound
 
-    a = torch.randn(256, 256)
+    a = torch.randn(384, 384)
 
     def matmul_only(b: int) -> None:
         for _ in range(20):
@@ -132,7 +132,11 @@ def test_gemm_bound_separates_matrix_products_from_python_work():
         for _ in range(20 // b):
             torch.cat([a] * b) @ a
 
-    heavy, light = gemm_bound(matmul_only, 4), gemm_bound(mostly_small_ops, 4)
+    def typical(run) -> dict:  # the median-ceiling of three passes: a busy machine skews any one of them
+        return sorted((gemm_bound(run, 4) for _ in range(3)), key=lambda r: r["ceiling"])[1]
+
+    gemm_bound(matmul_only, 4)  # warm-up: the first profiled pass of a process pays one-off set-up costs
+    heavy, light = typical(matmul_only), typical(mostly_small_ops)
     assert heavy["gemm_share_single"] > 0.8 and heavy["ceiling"] < 1.25  # the same products either way: no gain
     assert light["gemm_share_single"] < 0.5 and light["ceiling"] > 2
     fused = gemm_bound(batched_matmul, 4)  # same arithmetic in a fifth of the calls: bounded by its own GEMM time
