@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--reuse", nargs="*", default=[])
     ap.add_argument("--out", default="analysis/results/ablations")
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -246,3 +246,5 @@ def add_common_args(ap: Any, *, tasks: Sequence[str] = ("ARC-Easy",), seeds: Seq
     ap.add_argument("--test-size", type=int, default=200)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--reuse", nargs="*", default=[],
+                    help="other study folders whose runs/ may hold a run with the same key (copied, not re-run)")

@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-downstream", action="store_true")
     ap.add_argument("--downstream-seeds", nargs="+", type=int, default=None,
                     help="seeds (a subset of --seeds) to train the downstream edits with; default: the first seed")
-    ap.add_argument("--reuse", nargs="*", default=[], help="study folders whose runs/ may hold the JoLA run")
     ap.add_argument("--out", default="analysis/results/compare_selection")
     args = ap.parse_args(argv)
     down_seeds = args.downstream_seeds or args.seeds[:1]

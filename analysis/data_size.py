@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap)
     ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 500, 1000])
     ap.add_argument("--methods", nargs="+", default=["jola", "lora", "lofit"], choices=sorted(LABELS))
-    ap.add_argument("--reuse", nargs="*", default=[])
     ap.add_argument("--out", default="analysis/results/data_size")
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -31,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap)
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--out", default="analysis/results/main_table")
-    ap.add_argument("--reuse", nargs="*", default=[],
-                    help="study folders whose runs/ may hold a run with the same key (copied, not re-run)")
     ap.add_argument("--cached-only", action="store_true",
                     help="train nothing: tabulate the runs already stored in --out/runs (missing ones: n/a)")
     args = ap.parse_args(argv)
