@@ -146,6 +146,48 @@ def test_position_dependent_edits_score_the_same_in_training_and_evaluation(tiny
     assert max(abs(a - b) for r, q in zip(scores, base) for a, b in zip(r, q)) > 1e-3  # the edit matters
 
 
+def _rows_with_wrong_answers(n: int = 12, seed: int = 1) -> list[dict]:
+    rows = _data(n, seed)
+    for i, r in enumerate(rows):
+        r["wrong_answers"] = [[7 + (i + 1) % 3, 3], [7 + (i + 2) % 3, 3]]
+    return rows
+
+
+def test_iti_option_accuracy_scores_rows_as_the_test_set_is(tiny_model):
+    bl = ITISteering(tiny_model, k=3, alpha=8.0)
+    with torch.no_grad():
+        bl.mask[0, :3] = True
+        bl.shift.normal_(0, 1.0)
+        bl.shift.mul_(bl.mask[..., None])
+    rows = _rows_with_wrong_answers()
+    hits = []
+    for r in rows:
+        start = r["labels"].index(next(x for x in r["labels"] if x != -100))
+        prompt, gold = r["input_ids"][:start], r["input_ids"][start:]
+        scores = [_trained_loss_rows(bl, prompt, c) for c in [gold] + r["wrong_answers"]]
+        hits.append(max(range(len(scores)), key=scores.__getitem__) == 0)
+    assert 0 < sum(hits) < len(rows)  # the check below can tell right from wrong
+    assert bl.option_accuracy(rows) == pytest.approx(sum(hits) / len(rows))
+
+
+def test_iti_alpha_is_chosen_by_validation_accuracy_then_loss(tiny_model, monkeypatch):
+    from jola_lens.train import JoLATrainer
+
+    accuracy = {0.0: 0.3, 1.0: 0.6, 2.5: 0.6, 5.0: 0.4}
+    loss = {0.0: 1.0, 1.0: 0.9, 2.5: 0.8, 5.0: 0.1}  # the lowest loss has neither the best accuracy
+    bl = ITISteering(tiny_model, k=2, alphas=list(accuracy))
+    monkeypatch.setattr(ITISteering, "option_accuracy", lambda self, rows, batch_size=8: accuracy[self.alpha])
+    monkeypatch.setattr(JoLATrainer, "validation_loss", lambda self: loss[bl.alpha])
+    rows = _rows_with_wrong_answers()
+    bl.fit(rows, rows[:6], progress=False)
+    assert bl.alpha == 2.5  # best accuracy (tied with 1.0), then lower loss
+    assert bl.settings["alpha_criterion"] == "valid_accuracy"
+    assert [h["valid_accuracy"] for h in bl.settings["alpha_search"]] == list(accuracy.values())
+    plain = [dict(r, wrong_answers=[]) for r in rows[:6]]  # no options to score: fall back to the loss
+    bl.fit(rows, plain, progress=False)
+    assert bl.alpha == 5.0 and bl.settings["alpha_criterion"] == "valid_loss"
+
+
 def test_loreft_leaves_generated_tokens_alone(tiny_model):
     bl = LoReFT(tiny_model, rank=2, first=0, last=1)
     seen = []

@@ -7,8 +7,15 @@ mass-mean shift (mean over correct answers minus mean over wrong ones) and ``sig
 deviation of the activations along it. The shift is applied from the last prompt token onwards
 (prompt-only passes: the last prompt token; passes on top of a KV cache: every position), which
 is where ITI's code edits during cached generation. ``alpha`` is ITI's 15 unless
-``alphas`` is given, in which case the value with the lowest validation answer loss is kept
+``alphas`` is given, in which case each value is scored on the validation rows and the best kept
 (the default grid includes 0, so steering can never score worse than the base model there).
+Rows with ``wrong_answers`` (:func:`jola_lens.selection.iti.contrastive_rows`) are scored as the
+test set is: the option whose summed log-probability is highest is the prediction, and the alpha
+with the highest validation accuracy wins (ties: the lower validation answer loss). Without wrong
+answers (generation tasks) the lowest validation answer loss wins. Accuracy, not loss, is the
+criterion where it can be: the answer loss also counts the tokens every option shares (" yes"
+vs " no" aside, the whole target), and a shift that makes the shared part likelier lowers the
+loss without telling the options apart.
 
 RePE (Zou et al. 2023) reads its direction from the residual stream instead of the heads; it
 is not implemented.
@@ -69,6 +76,20 @@ class ITISteering(EditBaseline):
         layers = sorted({int(x) for x in torch.nonzero(self.mask)[:, 0].tolist()})
         return [(f"blocks.{layer}.attn.hook_z", make(layer)) for layer in layers]
 
+    def option_accuracy(self, rows: Sequence[dict[str, Any]], batch_size: int = 8) -> float:
+        """Share of ``rows`` (with ``wrong_answers``) whose gold target has the highest summed
+        log-probability among the options under the current steering: the test set's scoring."""
+        from ..evaluate import score_token_continuations
+
+        prompts, conts = [], []
+        for r in rows:
+            ids, labels = list(r["input_ids"]), list(r["labels"])
+            start = next(i for i, lab in enumerate(labels) if lab != -100)
+            prompts.append(ids[:start])
+            conts.append([ids[start:]] + [list(w) for w in r["wrong_answers"]])
+        scores = score_token_continuations(self, prompts, conts, batch_size=batch_size)
+        return sum(max(range(len(s)), key=s.__getitem__) == 0 for s in scores) / max(len(rows), 1)
+
     def fit(self, train: list[dict[str, Any]], valid: list[dict[str, Any]] | None,
             config: TrainConfig | None = None, *, out_dir: str | Path | None = None,
             progress: bool = True) -> TrainResult:
@@ -88,16 +109,20 @@ class ITISteering(EditBaseline):
         history = []
         if self.alphas and valid:
             trainer = JoLATrainer(self, train, valid, config or TrainConfig(penalty="none"), progress=False)  # type: ignore[arg-type]
-            best = None
+            by_accuracy = all(r.get("wrong_answers") for r in valid)
             for a in self.alphas:
                 self.alpha = a
-                loss = trainer.validation_loss()
-                history.append({"alpha": a, "valid_loss": loss})
-                if best is None or (loss is not None and loss < best[1]):
-                    best = (a, loss)
-            self.alpha = best[0]
+                entry = {"alpha": a, "valid_loss": trainer.validation_loss()}
+                if by_accuracy:
+                    entry["valid_accuracy"] = self.option_accuracy(valid, batch_size=trainer.config.batch_size)
+                history.append(entry)
             self.observe_batch(None)
-        self.settings.update(alpha=self.alpha, selected_heads=sel.heads(), alpha_search=history)
+            inf = float("inf")
+            self.alpha = min(history, key=lambda h: (-h.get("valid_accuracy", 0.0),
+                                                     inf if h["valid_loss"] is None else h["valid_loss"]))["alpha"]
+        self.settings.update(alpha=self.alpha, selected_heads=sel.heads(), alpha_search=history,
+                             alpha_criterion=("valid_accuracy" if history and "valid_accuracy" in history[0]
+                                              else "valid_loss" if history else None))
         result = TrainResult(steps=0, epochs_run=0.0, best_epoch=None,
                              best_valid_loss=min((h["valid_loss"] for h in history), default=None),
                              history=history, stopped="completed", seconds=time.time() - start)
