@@ -13,9 +13,9 @@ Rows with ``wrong_answers`` (:func:`jola_lens.selection.iti.contrastive_rows`) a
 test set is: the option whose summed log-probability is highest is the prediction, and the alpha
 with the highest validation accuracy wins (ties: the lower validation answer loss). Without wrong
 answers (generation tasks) the lowest validation answer loss wins. Accuracy, not loss, is the
-criterion where it can be: the answer loss also counts the tokens every option shares (" yes"
-vs " no" aside, the whole target), and a shift that makes the shared part likelier lowers the
-loss without telling the options apart.
+criterion where it can be: the gold answer's loss also falls when a shift makes every option
+likelier at once (BoolQ's one-token " true" and " false" start near probability 1e-4), which
+does not tell the options apart; the test scores only their ranking.
 
 RePE (Zou et al. 2023) reads its direction from the residual stream instead of the heads; it
 is not implemented.
