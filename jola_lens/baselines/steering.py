@@ -79,16 +79,17 @@ class ITISteering(EditBaseline):
     def option_accuracy(self, rows: Sequence[dict[str, Any]], batch_size: int = 8) -> float:
         """Share of ``rows`` (with ``wrong_answers``) whose gold target has the highest summed
         log-probability among the options under the current steering: the test set's scoring."""
-        from ..evaluate import score_token_continuations
+        from ..evaluate import _argmax, score_token_continuations
+        from ..selection.iti import _answer_span
 
         prompts, conts = [], []
         for r in rows:
-            ids, labels = list(r["input_ids"]), list(r["labels"])
-            start = next(i for i, lab in enumerate(labels) if lab != -100)
-            prompts.append(ids[:start])
-            conts.append([ids[start:]] + [list(w) for w in r["wrong_answers"]])
+            ids = list(r["input_ids"])
+            first, last = _answer_span(r)
+            prompts.append(ids[:first])
+            conts.append([ids[first:last + 1]] + [list(w) for w in r["wrong_answers"]])
         scores = score_token_continuations(self, prompts, conts, batch_size=batch_size)
-        return sum(max(range(len(s)), key=s.__getitem__) == 0 for s in scores) / max(len(rows), 1)
+        return sum(_argmax(s) == 0 for s in scores) / max(len(rows), 1)
 
     def fit(self, train: list[dict[str, Any]], valid: list[dict[str, Any]] | None,
             config: TrainConfig | None = None, *, out_dir: str | Path | None = None,
