@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import math
+import random
 import shutil
 import statistics
 import sys
@@ -25,14 +26,17 @@ import torch
 from jola_lens.baselines import list_baselines, make_baseline
 from jola_lens.cli import DEMO_DEFAULTS
 from jola_lens.config import JoLAConfig
-from jola_lens.experiment import TaskSpec, evaluate_task, is_multiple_choice, load_task_data, majority_label_accuracy
+from jola_lens import data as D
+from jola_lens.experiment import DEMO_DATA, TaskSpec, evaluate_task, is_multiple_choice, load_task_data, majority_label_accuracy
 from jola_lens.model import JoLAModel
 from jola_lens.selection import contrastive_rows, edit_on_mask
 from jola_lens.train import JoLATrainer, TrainConfig
 
 #: task name -> TaskSpec fields (cloze prompt, option text as the answer, as the demo)
 TASKS: dict[str, dict[str, Any]] = {
-    "ARC-Easy": dict(task="demo"),  # the bundled sample: 200 train / 200 valid / 300 test
+    # the bundled sample: 200 train / 200 valid / 300 test; more training examples than 200 come from
+    # the full training split (``extend_bundled_train``), validation and test stay the bundled ones
+    "ARC-Easy": dict(task="demo"),
     "ARC-Easy-full": dict(task="ARC-Easy"),  # ../shared/data: 2,251 train
     "boolq": dict(task="boolq"),
     "openbookqa": dict(task="openbookqa"),
@@ -71,12 +75,49 @@ def setup_task(model: Any, name: str, *, train_size: int = 200, valid_size: int 
     spec = TaskSpec(**TASKS[name], data_root=data_root, train_size=train_size, valid_size=valid_size,
                     test_size=test_size, seed=data_seed, style="cloze", target="choice_text")
     td = load_task_data(spec)
+    if name == "ARC-Easy" and train_size > len(td.train):
+        td = extend_bundled_train(td, train_size, data_root=data_root, seed=data_seed)
     prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", False))
     kw = dict(style=spec.style, target=spec.target, max_length=spec.max_length, prepend_bos=prepend_bos)
     train = contrastive_rows(td.train, model.tokenizer, **kw)
     valid = contrastive_rows(td.valid, model.tokenizer, **kw)
     mc = is_multiple_choice(td)
     return TaskSetup(name, spec, td, train, valid, mc, majority_label_accuracy(td) if mc else None)
+
+
+def extend_bundled_train(td: D.TaskData, train_size: int, *, data_root: str | None = None,
+                         seed: int = 42) -> D.TaskData:
+    """The bundled ARC-Easy sample with its training set grown to ``train_size`` examples.
+
+    The new training set is the bundled 200 examples followed by the first ``train_size - 200`` of a
+    seeded shuffle of the rest of the full ARC-Easy training split (``../shared/data`` or
+    ``data_root``), leaving out every bundled validation and test example (by id and by question
+    text). Validation and test stay as they are, so a data-size curve is scored on one test sample,
+    its points up to 200 are the bundled sample's runs, and the larger sets are nested (the 500 are
+    the first 500 of the 1,000).
+
+    Example (needs the shared data)::
+
+        td = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=100, test_size=200))
+        extend_bundled_train(td, 500).sizes   # {'train': 500, 'valid': 100, 'test': 200}
+    """
+    if train_size <= len(td.train):
+        raise ValueError(f"train_size {train_size} does not exceed the bundled {len(td.train)} examples")
+    folder = D._resolve_task_dir("ARC-Easy", data_root)
+    full = D.load_examples(folder / "train.jsonl")
+    taken = D._Seen(td.train)
+    for split in ("train", "valid", "test"):
+        taken.add(D.load_examples(DEMO_DATA / f"{split}.jsonl"))
+    pool = [ex for ex in full if ex not in taken]
+    need = train_size - len(td.train)
+    if need > len(pool):
+        raise ValueError(f"ARC-Easy has {len(td.train) + len(pool)} training examples outside the bundled "
+                         f"validation and test sets; {train_size} asked")
+    order = list(range(len(pool)))
+    random.Random(seed).shuffle(order)
+    extra = [pool[i] for i in order[:need]]
+    return dataclasses.replace(td, train=list(td.train) + extra,
+                               name=f"{td.name} + {need} from the full ARC-Easy training split")
 
 
 def train_config(method: str, seed: int, epochs: int, **overrides: Any) -> TrainConfig:

@@ -8,8 +8,10 @@ validation and test samples do not change) and is scored as in :mod:`analysis.ma
 whose runs are re-used (``--reuse``) where the settings match. Writes ``runs/``,
 ``data_size.csv/.md`` and ``accuracy_vs_size.html``.
 
-The bundled ARC-Easy sample has 200 training examples; sizes above that need the full ARC-Easy
-(``--tasks ARC-Easy-full``, from ``../shared/data``), whose test sample differs from the bundled one.
+The bundled ARC-Easy sample has 200 training examples; for larger sizes its training set is grown
+from the full ARC-Easy training split in ``../shared/data`` (:func:`analysis.common.extend_bundled_train`):
+the bundled 200 plus a seeded, nested draw of the rest, with the bundled validation and test samples
+unchanged, so every size is scored on the same 200 test questions.
 """
 
 from __future__ import annotations

@@ -130,6 +130,29 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert names == ["accuracy_vs_size.html", "main_table_bars.html", "selection_grid.html", "selection_jaccard.html"]
 
 
+def test_bundled_arc_training_set_grows_from_the_full_split():
+    from pathlib import Path
+
+    from analysis.common import extend_bundled_train
+    from jola_lens.experiment import TaskSpec, load_task_data
+
+    shared = Path(__file__).parents[2] / "shared" / "data"
+    td = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=100, test_size=200, seed=42))
+    big, bigger = (extend_bundled_train(td, n, data_root=str(shared)) for n in (300, 450))
+    ids = lambda xs: [e["id"] for e in xs]  # noqa: E731
+    assert len(big.train) == 300 and len(bigger.train) == 450
+    assert ids(big.train)[:200] == ids(td.train) and ids(bigger.train)[:300] == ids(big.train)  # nested
+    assert ids(big.valid) == ids(td.valid) and ids(big.test) == ids(td.test)  # one test sample for every size
+    assert len(set(ids(bigger.train))) == 450
+    everything = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=None, test_size=None))
+    held_out = set(ids(everything.valid)) | set(ids(everything.test))
+    assert not set(ids(bigger.train)) & held_out  # never a bundled validation or test example
+    with pytest.raises(ValueError, match="does not exceed"):
+        extend_bundled_train(td, 200, data_root=str(shared))
+    with pytest.raises(ValueError, match="training examples outside"):
+        extend_bundled_train(td, 100_000, data_root=str(shared))
+
+
 def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
     import argparse
 
