@@ -86,7 +86,7 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
         fig = plots.accuracy_vs_size([{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"],
                                        "accuracy": r["accuracy"], "stderr": r.get("likelihood_acc_stderr")}
                                       for r in runs if r["accuracy"] is not None],
-                                     title="Accuracy vs training examples (ARC-Easy sample)")
+                                     log_x=True, title="Accuracy vs training examples (ARC-Easy sample)")
         plots.save_html(fig, out / "accuracy_vs_size.html")
     except Exception as e:
         print(f"[analysis] accuracy_vs_size.html not written: {e}")

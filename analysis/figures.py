@@ -142,7 +142,7 @@ def size_curve(study: Path, out: Path, html: bool) -> list[Path]:
     rows = [{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"], "accuracy": r["accuracy"],
              "stderr": r.get("likelihood_acc_stderr")} for r in runs if r.get("accuracy") is not None]
     written: list[Path] = []
-    _write(plots.accuracy_vs_size(rows, title="ARC-Easy likelihood accuracy vs training examples"), out,
+    _write(plots.accuracy_vs_size(rows, log_x=True, title="ARC-Easy likelihood accuracy vs training examples"), out,
            "accuracy_vs_size", html, written)
     return written
 

@@ -765,7 +765,9 @@ def accuracy_vs_size(
         ))
     fig.update_layout(
         title_text=title or f"{metric} vs training-set size",
-        xaxis=dict(title_text="training examples", type="log" if log_x else "linear"),
+        xaxis=dict(title_text="training examples", type="log" if log_x else "linear",
+                   # a log axis labels only powers of ten by default: label the sizes that were run
+                   **({"tickvals": sorted({n for _, n in agg})} if log_x else {})),
         yaxis=dict(title_text=metric), hovermode="closest", height=450, width=720,
     )
     return fig

@@ -310,6 +310,7 @@ def test_accuracy_vs_size():
     np.testing.assert_allclose(jola.y, [0.6, 0.8])
     np.testing.assert_allclose(jola.error_y.array, [0.1, 0.02])
     assert jola.mode == "lines+markers" and fig.layout.xaxis.type == "log"
+    assert list(fig.layout.xaxis.tickvals) == [10, 100]  # every size run is labelled
     assert lora.error_y.array is None  # no stderr anywhere: no error bars
     with pytest.raises(ValueError, match="row 0"):
         accuracy_vs_size([{"method": "x", "accuracy": 1.0}])
