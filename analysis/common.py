@@ -23,11 +23,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from jola_lens import data as D
 from jola_lens.baselines import list_baselines, make_baseline
 from jola_lens.cli import DEMO_DEFAULTS
 from jola_lens.config import JoLAConfig
-from jola_lens import data as D
-from jola_lens.experiment import DEMO_DATA, TaskSpec, evaluate_task, is_multiple_choice, load_task_data, majority_label_accuracy
+from jola_lens.experiment import (DEMO_DATA, TaskSpec, evaluate_task, is_multiple_choice, load_task_data,
+                                  majority_label_accuracy)
 from jola_lens.model import JoLAModel
 from jola_lens.selection import contrastive_rows, edit_on_mask
 from jola_lens.train import JoLATrainer, TrainConfig
