@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
                              timing_text, write_table)
@@ -83,13 +84,19 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
     try:
         from jola_lens import plots
 
-        fig = plots.accuracy_vs_size([{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"],
-                                       "accuracy": r["accuracy"], "stderr": r.get("likelihood_acc_stderr")}
-                                      for r in runs if r["accuracy"] is not None],
-                                     log_x=True, title="Accuracy vs training examples (ARC-Easy sample)")
-        plots.save_html(fig, out / "accuracy_vs_size.html")
+        plots.save_html(size_figure(runs, "Accuracy vs training examples (ARC-Easy sample)"),
+                        out / "accuracy_vs_size.html")
     except Exception as e:
         print(f"[analysis] accuracy_vs_size.html not written: {e}")
+
+
+def size_figure(runs: list[dict], title: str) -> Any:
+    """Accuracy against training examples (log axis), one line per method, from stored runs."""
+    from jola_lens import plots
+
+    return plots.accuracy_vs_size([{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"],
+                                    "accuracy": r["accuracy"], "stderr": r.get("likelihood_acc_stderr")}
+                                   for r in runs if r.get("accuracy") is not None], log_x=True, title=title)
 
 
 if __name__ == "__main__":

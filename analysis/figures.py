@@ -136,14 +136,12 @@ def dev_bars(summaries: list[Path], out: Path, html: bool) -> list[Path]:
 
 def size_curve(study: Path, out: Path, html: bool) -> list[Path]:
     """Accuracy vs training-set size from ``python -m analysis.data_size``'s runs."""
-    from analysis.data_size import LABELS
+    from analysis.data_size import size_figure
 
     runs = [json.loads(p.read_text()) for p in sorted((study / "runs").glob("*.json"))]
-    rows = [{"method": LABELS.get(r["method"], r["method"]), "n_train": r["n_train"], "accuracy": r["accuracy"],
-             "stderr": r.get("likelihood_acc_stderr")} for r in runs if r.get("accuracy") is not None]
     written: list[Path] = []
-    _write(plots.accuracy_vs_size(rows, log_x=True, title="ARC-Easy likelihood accuracy vs training examples"), out,
-           "accuracy_vs_size", html, written)
+    _write(size_figure(runs, "ARC-Easy likelihood accuracy vs training examples"), out, "accuracy_vs_size", html,
+           written)
     return written
 
 
