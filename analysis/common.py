@@ -175,7 +175,8 @@ def run_method(model: Any, setup: TaskSetup, method: str, *, seed: int, epochs: 
     else:
         raise ValueError(f"unknown method {method!r}")
     info["train_seconds"] = time.time() - t0
-    res = evaluate_task(scored, setup.td, setup.spec, generation=False, progress=progress)
+    # per-example predictions are kept in the run (``rows``), so a table's accuracy can be taken apart later
+    res = evaluate_task(scored, setup.td, setup.spec, generation=False, progress=progress, return_rows=True)
     info.update(res)
     info["accuracy"] = res.get("likelihood_acc")
     info["seconds"] = time.time() - t0

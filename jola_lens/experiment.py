@@ -144,6 +144,7 @@ def evaluate_task(
     out_path: str | Path | None = None,
     generation: bool = True,
     progress: bool = True,
+    return_rows: bool = False,
 ) -> dict[str, Any]:
     """Score ``model`` (a HookedTransformer or JoLAModel) on ``td.test``.
 
@@ -151,6 +152,10 @@ def evaluate_task(
     likelihood, summed log-prob, for ``target="choice_text"``, with ``likelihood_acc_norm``), and
     ``generation_acc`` (greedy generation parsed as a label, an MMLU-Pro letter, or an option's text).
     Generation tasks: BLEU and ROUGE-L.
+
+    Per-example rows (``id``, ``gold`` and each prediction: ``likelihood_pred``, an option index or
+    a label, with ``likelihood_correct``; ``generation`` ...) go to ``out_path`` as JSONL, and with
+    ``return_rows`` also to ``out["rows"]`` (a list of dicts, one per test example).
     """
     hooked, _ = E.prepare_model(model)
     tok = hooked.tokenizer
@@ -181,16 +186,17 @@ def evaluate_task(
             lp = E.label_likelihood_predict(model, prompts, per, batch_size=bs, prepend_bos=prepend_bos,
                                             progress=progress)
             out["likelihood_acc"] = E.accuracy(lp.predictions, golds)
-            for r, p in zip(rows, lp.predictions):
-                r["likelihood_pred"] = p
+            for r, p, g in zip(rows, lp.predictions, golds):
+                r["likelihood_pred"], r["likelihood_correct"] = p, p is not None and p == g
         else:
             conts = [[(" " if spec.style in ("cloze", "qa") else "") + c.strip() for c in cs] for cs in choices]
             cp = E.choice_likelihood_predict(model, prompts, conts, batch_size=bs, prepend_bos=prepend_bos,
                                              progress=progress)
             out["likelihood_acc"] = E.accuracy(cp.acc, gold_idx)
             out["likelihood_acc_norm"] = E.accuracy(cp.acc_norm, gold_idx)
-            for r, p, q in zip(rows, cp.acc, cp.acc_norm):
+            for r, p, q, g in zip(rows, cp.acc, cp.acc_norm, gold_idx):
                 r["likelihood_pred"], r["likelihood_norm_pred"] = p, q
+                r["likelihood_correct"] = p is not None and p == g
         if generation:
             gens = E.generate_greedy(model, prompts, max_new_tokens=spec.max_new_tokens, batch_size=bs,
                                      prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)
@@ -211,6 +217,8 @@ def evaluate_task(
     out["seconds"] = time.time() - t0
     if out_path is not None:
         E.write_jsonl(out_path, rows)
+    if return_rows:
+        out["rows"] = rows
     return out
 
 

@@ -45,6 +45,12 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
     md = (tmp_path / "main_table.md").read_text()
     assert "Command: `python -m analysis.main_table" in md and "| RED |" in md
     assert (tmp_path / "main_table.html").stat().st_size > 1000
+    # each stored run keeps its per-example predictions, and they add up to its accuracy
+    for path in sorted((tmp_path / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        assert len(run["rows"]) == run["n"] and len({r["id"] for r in run["rows"]}) == run["n"]
+        assert all(isinstance(r["likelihood_pred"], int) for r in run["rows"])  # ARC-Easy: an option index
+        assert sum(r["likelihood_correct"] for r in run["rows"]) / run["n"] == pytest.approx(run["accuracy"])
     capsys.readouterr()
     assert main_table.main(argv) == 0  # every run is cached now: nothing is trained again
     assert "[analysis] ARC-Easy" not in capsys.readouterr().out
