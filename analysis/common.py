@@ -186,6 +186,26 @@ def run_method(model: Any, setup: TaskSetup, method: str, *, seed: int, epochs: 
     return info
 
 
+def commonest_answer_share(run: dict[str, Any]) -> float | None:
+    """Share of the test questions given the run's most frequent prediction; ``None`` for a run stored
+    without per-example rows. A share near 1 means the edit collapsed onto one answer (BoolQ's "true").
+
+    Example:
+        >>> commonest_answer_share({"rows": [{"likelihood_pred": 0}, {"likelihood_pred": 0}, {"likelihood_pred": 1}]})
+        0.6666666666666666
+        >>> commonest_answer_share({"accuracy": 0.5}) is None
+        True
+    """
+    rows = run.get("rows")
+    if not rows:
+        return None
+    counts: dict[str, int] = {}
+    for r in rows:
+        k = json.dumps(r.get("likelihood_pred"))
+        counts[k] = counts.get(k, 0) + 1
+    return max(counts.values()) / len(rows)
+
+
 def run_key(task: str, method: str, *, seed: int, epochs: int, n_train: int, n_test: int | None,
             k: int | None = None) -> str:
     """The cache key of a trained-and-scored run; studies share runs through equal keys.

@@ -122,6 +122,11 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
                            *TINY]) == 0
     rows = _rows(abl / "ablations.csv")
     assert [r["variant"] for r in rows] == ["default", "no_gate"]
+    for r, name in zip(rows, ["jola", "ablation-no_gate"]):  # the commonest prediction's share, from the stored rows
+        preds = [x["likelihood_pred"] for x in json.loads((abl / "runs" / f"ARC-Easy.{name}.s1.e1.n16.t10.json")
+                                                           .read_text())["rows"]]
+        assert float(r["commonest_answer_share"]) == pytest.approx(max(map(preds.count, preds)) / len(preds))
+    assert "| one answer |" in (abl / "ablations.md").read_text()
     assert (abl / "runs" / "ARC-Easy.jola.s1.e1.n16.t10.json").is_file()  # copied from the selection study
 
     ds = tmp_path / "ds"
