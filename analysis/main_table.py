@@ -16,11 +16,12 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             write_table)
+from analysis.common import (add_common_args, cached_run, command_line, commonest_answer_share, fmt, mean_sd, run_key,
+                             run_method, setup_task, write_table)
 from jola_lens.loading import load_model, set_offline_env
 
 METHODS = ["zero_shot", "iti", "bitfit", "red", "loreft", "lora", "lofit", "jola"]
+COLLAPSED = 0.9  # a run giving one answer to this share of the test questions or more is flagged under the table
 LABELS = {"zero_shot": "zero-shot", "iti": "ITI steering", "bitfit": "BitFit", "red": "RED", "loreft": "LoReFT",
           "lora": "LoRA (r=8, W_Q W_V)", "lofit": "LoFiT (2 stages)", "jola": "JoLA"}
 
@@ -74,6 +75,7 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
                          "acc_norm_mean": nm, "trainable_params": rs[0].get("trainable_params", 0),
                          "n_test": rs[0]["n"], "majority": rs[0].get("majority"),
                          "train_seconds_mean": mean_sd([r["train_seconds"] for r in rs])[0],
+                         "commonest_answer_share": mean_sd([commonest_answer_share(r) for r in rs])[0],
                          "seeds": [r["seed"] for r in rs]})
     # the mean runs over the tasks on which every method of the table finished, so rows compare
     complete = [t for t in tasks if all((t, m) in cells for m in methods)]
@@ -95,6 +97,12 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
             f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
     maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]
     lines.append("| majority label | 0 | " + " | ".join(fmt(x) for x in maj) + " | |")
+    shares = [(r, commonest_answer_share(r)) for r in runs]
+    stored = [(r, x) for r, x in shares if x is not None]
+    if stored:
+        flagged = [f"{r['task']} {LABELS[r['method']]} seed {r['seed']} ({x:.0%})" for r, x in stored if x >= COLLAPSED]
+        lines += ["", f"One answer to {COLLAPSED:.0%} or more of the test questions (of the {len(stored)} runs "
+                  f"that stored predictions): " + ("; ".join(flagged) if flagged else "none") + "."]
     write_table(out, "main_table", rows, "\n".join(lines) + "\n")
     try:
         from jola_lens import plots

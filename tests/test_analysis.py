@@ -51,6 +51,10 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
         assert len(run["rows"]) == run["n"] and len({r["id"] for r in run["rows"]}) == run["n"]
         assert all(isinstance(r["likelihood_pred"], int) for r in run["rows"])  # ARC-Easy: an option index
         assert sum(r["likelihood_correct"] for r in run["rows"]) / run["n"] == pytest.approx(run["accuracy"])
+        preds = [r["likelihood_pred"] for r in run["rows"]]
+        row = next(r for r in rows if r["method"] == run["method"])
+        assert float(row["commonest_answer_share"]) == pytest.approx(max(map(preds.count, preds)) / len(preds))
+    assert "of the 2 runs that stored predictions" in md
     capsys.readouterr()
     assert main_table.main(argv) == 0  # every run is cached now: nothing is trained again
     assert "[analysis] ARC-Easy" not in capsys.readouterr().out
@@ -177,3 +181,12 @@ def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
     assert any(x.endswith("| mean over A, B |") for x in lines)
     assert any(x.startswith("| zero-shot |") and x.endswith("| 0.350 |") for x in lines)  # C left out
     assert any(x.startswith("| JoLA |") and "| n/a |" in x and x.endswith("| 0.550 |") for x in lines)
+    assert not any("stored predictions" in x for x in lines)  # no run kept its rows: no collapse line
+
+    # runs that kept their predictions: one giving the same answer to >= 90% of the questions is named
+    runs[1]["rows"] = [{"likelihood_pred": 0}] * 9 + [{"likelihood_pred": 1}]
+    runs[3]["rows"] = [{"likelihood_pred": i % 3} for i in range(10)]
+    main_table.summarise(runs, tmp_path, "cmd", 1.0,
+                         argparse.Namespace(train_size=1, valid_size=1, epochs=1, test_size=1, seeds=[1]))
+    md = (tmp_path / "main_table.md").read_text()
+    assert "(of the 2 runs that stored predictions): A JoLA seed 1 (90%)." in md
