@@ -8,6 +8,7 @@ run again with the same settings, so an interrupted study loses at most the run 
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
@@ -199,11 +200,8 @@ def commonest_answer_share(run: dict[str, Any]) -> float | None:
     rows = run.get("rows")
     if not rows:
         return None
-    counts: dict[str, int] = {}
-    for r in rows:
-        k = json.dumps(r.get("likelihood_pred"))
-        counts[k] = counts.get(k, 0) + 1
-    return max(counts.values()) / len(rows)
+    counts = collections.Counter(json.dumps(r.get("likelihood_pred")) for r in rows)
+    return counts.most_common(1)[0][1] / len(rows)
 
 
 def run_key(task: str, method: str, *, seed: int, epochs: int, n_train: int, n_test: int | None,

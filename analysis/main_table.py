@@ -97,8 +97,7 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
             f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
     maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]
     lines.append("| majority label | 0 | " + " | ".join(fmt(x) for x in maj) + " | |")
-    shares = [(r, commonest_answer_share(r)) for r in runs]
-    stored = [(r, x) for r, x in shares if x is not None]
+    stored = [(r, x) for r in runs if (x := commonest_answer_share(r)) is not None]
     if stored:
         flagged = [f"{r['task']} {LABELS[r['method']]} seed {r['seed']} ({x:.0%})" for r, x in stored if x >= COLLAPSED]
         lines += ["", f"One answer to {COLLAPSED:.0%} or more of the test questions (of the {len(stored)} runs "
