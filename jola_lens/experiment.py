@@ -185,18 +185,19 @@ def evaluate_task(
             per = [[lab for lab in labels if _label_fits(lab, len(c))] for c in choices]
             lp = E.label_likelihood_predict(model, prompts, per, batch_size=bs, prepend_bos=prepend_bos,
                                             progress=progress)
-            out["likelihood_acc"] = E.accuracy(lp.predictions, golds)
-            for r, p, g in zip(rows, lp.predictions, golds):
-                r["likelihood_pred"], r["likelihood_correct"] = p, p is not None and p == g
+            lk_preds, lk_golds = lp.predictions, golds
         else:
             conts = [[(" " if spec.style in ("cloze", "qa") else "") + c.strip() for c in cs] for cs in choices]
             cp = E.choice_likelihood_predict(model, prompts, conts, batch_size=bs, prepend_bos=prepend_bos,
                                              progress=progress)
-            out["likelihood_acc"] = E.accuracy(cp.acc, gold_idx)
+            lk_preds, lk_golds = cp.acc, gold_idx
             out["likelihood_acc_norm"] = E.accuracy(cp.acc_norm, gold_idx)
-            for r, p, q, g in zip(rows, cp.acc, cp.acc_norm, gold_idx):
-                r["likelihood_pred"], r["likelihood_norm_pred"] = p, q
-                r["likelihood_correct"] = p is not None and p == g
+            for r, q in zip(rows, cp.acc_norm):
+                r["likelihood_norm_pred"] = q
+        # the accuracy and each row's likelihood_correct come from the same predictions and gold keys
+        out["likelihood_acc"] = E.accuracy(lk_preds, lk_golds)
+        for r, p, g in zip(rows, lk_preds, lk_golds):
+            r["likelihood_pred"], r["likelihood_correct"] = p, E.accuracy([p], [g]) == 1.0
         if generation:
             gens = E.generate_greedy(model, prompts, max_new_tokens=spec.max_new_tokens, batch_size=bs,
                                      prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)

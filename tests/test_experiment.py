@@ -53,3 +53,21 @@ def test_demo_small_end_to_end(tmp_path, capsys):
     assert any(p.endswith("gate_trajectories.html") for p in r["figures"])
     text = capsys.readouterr().out
     assert "zero-shot" in text and "JoLA" in text and "open gates" in text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ["label", "choice_text"])
+def test_evaluate_task_rows_add_up_to_the_accuracy(smollm, target):
+    from jola_lens.experiment import evaluate_task
+
+    spec = TaskSpec(task="demo", train_size=8, valid_size=4, test_size=12, target=target)
+    td = load_task_data(spec)
+    out = evaluate_task(smollm, td, spec, generation=False, progress=False, return_rows=True)
+    rows = out["rows"]
+    assert [r["id"] for r in rows] == [e["id"] for e in td.test]
+    assert sum(r["likelihood_correct"] for r in rows) / len(rows) == pytest.approx(out["likelihood_acc"])
+    if target == "label":  # a label string, right exactly when it equals the gold label
+        assert all(r["likelihood_correct"] == (r["likelihood_pred"] == r["gold"]) for r in rows)
+    else:  # an option index, plus the length-normalised pick
+        assert all(isinstance(r["likelihood_pred"], int) and "likelihood_norm_pred" in r for r in rows)
+    assert "rows" not in evaluate_task(smollm, td, spec, generation=False, progress=False)
