@@ -62,17 +62,17 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argparse.Namespace) -> None:
     tasks = list(dict.fromkeys(r["task"] for r in runs))
     methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
-    rows, cells = [], {}
+    rows, cells, norm = [], {}, {}
     for t in tasks:
         for m in methods:
             rs = [r for r in runs if r["task"] == t and r["method"] == m]
             if not rs:
                 continue
             mean, sd, n = mean_sd([r["accuracy"] for r in rs])
-            nm, nsd, _ = mean_sd([r.get("likelihood_acc_norm") for r in rs])
+            norm[t, m] = mean_sd([r.get("likelihood_acc_norm") for r in rs])
             cells[t, m] = (mean, sd, n)
             rows.append({"task": t, "method": m, "accuracy_mean": mean, "accuracy_sd": sd, "n_seeds": n,
-                         "acc_norm_mean": nm, "trainable_params": rs[0].get("trainable_params", 0),
+                         "acc_norm_mean": norm[t, m][0], "trainable_params": rs[0].get("trainable_params", 0),
                          "n_test": rs[0]["n"], "majority": rs[0].get("majority"),
                          "train_seconds_mean": mean_sd([r["train_seconds"] for r in rs])[0],
                          "commonest_answer_share": mean_sd([commonest_answer_share(r) for r in rs])[0],
@@ -80,28 +80,33 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
     # the mean runs over the tasks on which every method of the table finished, so rows compare
     complete = [t for t in tasks if all((t, m) in cells for m in methods)]
     mean_label = "tasks" if complete == tasks else (", ".join(complete) or "no task (none complete)")
+    params = {m: next(r["trainable_params"] for r in rows if r["method"] == m) for m in methods}
+    maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]
+
+    def table(cell: dict) -> list[str]:
+        out_lines = ["| method | params | " + " | ".join(tasks) + f" | mean over {mean_label} |",
+                     "|---|---|" + "---|" * (len(tasks) + 1)]
+        for m in methods:
+            accs = [cell.get((t, m), (None, None, 0)) for t in tasks]
+            have = [cell[t, m][0] for t in complete if cell[t, m][0] is not None]
+            mean_all = sum(have) / len(have) if complete and len(have) == len(complete) else None
+            out_lines.append(f"| {LABELS[m]} | {params[m]:,} | " + " | ".join(
+                f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
+        return out_lines + ["| majority label | 0 | " + " | ".join(fmt(x) for x in maj) + " | |"]
+
     lines = [f"Command: `{cmd}`", "",
              f"Bundled SmolLM2-135M-Instruct; {args.train_size} training / {args.valid_size} validation examples, "
              f"{args.epochs} epochs, test sample {args.test_size} per task; option-text likelihood accuracy, "
              f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Run time of the tabulated runs "
              f"{sum(r.get('seconds') or 0 for r in runs) / 60:.0f} min (each run's in runs/*.json); this "
-             f"invocation {seconds / 60:.0f} min.", "",
-             "| method | params | " + " | ".join(tasks) + f" | mean over {mean_label} |",
-             "|---|---|" + "---|" * (len(tasks) + 1)]
-    for m in methods:
-        accs = [cells.get((t, m), (None, None, 0)) for t in tasks]
-        have = [cells[t, m][0] for t in complete if cells[t, m][0] is not None]
-        params = next((r["trainable_params"] for r in rows if r["method"] == m), 0)
-        mean_all = sum(have) / len(have) if complete and len(have) == len(complete) else None
-        lines.append(f"| {LABELS[m]} | {params:,} | " + " | ".join(
-            f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
-    maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]
-    lines.append("| majority label | 0 | " + " | ".join(fmt(x) for x in maj) + " | |")
+             f"invocation {seconds / 60:.0f} min.", "", *table(cells)]
     stored = [(r, x) for r in runs if (x := commonest_answer_share(r)) is not None]
     if stored:
         flagged = [f"{r['task']} {LABELS[r['method']]} seed {r['seed']} ({x:.0%})" for r, x in stored if x >= COLLAPSED]
         lines += ["", f"One answer to {COLLAPSED:.0%} or more of the test questions (of the {len(stored)} runs "
                   f"that stored predictions): " + ("; ".join(flagged) if flagged else "none") + "."]
+    lines += ["", "Length-normalised option likelihood (lm-eval-harness `acc_norm`: each option's summed "
+              "log-probability divided by its length in characters), the same runs:", "", *table(norm)]
     write_table(out, "main_table", rows, "\n".join(lines) + "\n")
     try:
         from jola_lens import plots

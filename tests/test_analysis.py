@@ -171,7 +171,7 @@ def test_bundled_arc_training_set_grows_from_the_full_split():
 def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
     import argparse
 
-    runs = [dict(task=t, method=m, accuracy=a, likelihood_acc_norm=a, trainable_params=0, n=10, majority=0.5,
+    runs = [dict(task=t, method=m, accuracy=a, likelihood_acc_norm=a / 2, trainable_params=0, n=10, majority=0.5,
                  train_seconds=1.0, seed=1)
             for t, m, a in [("A", "zero_shot", 0.5), ("A", "jola", 0.7), ("B", "zero_shot", 0.2), ("B", "jola", 0.4),
                             ("C", "zero_shot", 0.1)]]
@@ -182,6 +182,11 @@ def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
     assert any(x.startswith("| zero-shot |") and x.endswith("| 0.350 |") for x in lines)  # C left out
     assert any(x.startswith("| JoLA |") and "| n/a |" in x and x.endswith("| 0.550 |") for x in lines)
     assert not any("stored predictions" in x for x in lines)  # no run kept its rows: no collapse line
+    # the length-normalised table follows, from the same runs, with the same mean rule
+    after = lines[next(i for i, x in enumerate(lines) if x.startswith("Length-normalised")):]
+    assert any(x.startswith("| zero-shot |") and "| 0.250 | 0.100 | 0.050 |" in x and x.endswith("| 0.175 |")
+               for x in after)
+    assert any(x.startswith("| JoLA |") and x.endswith("| 0.275 |") for x in after)
 
     # runs that kept their predictions: one giving the same answer to >= 90% of the questions is named
     runs[1]["rows"] = [{"likelihood_pred": 0}] * 9 + [{"likelihood_pred": 1}]
