@@ -87,22 +87,24 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
             rs = [r for r in runs if r["task"] == task and r["variant"] == variant]
             m, sd, n = mean_sd([r["accuracy"] for r in rs])
             rows.append({"task": task, "variant": variant, "accuracy_mean": m, "accuracy_sd": sd, "n_seeds": n,
+                         "acc_norm_mean": mean_sd([r.get("likelihood_acc_norm") for r in rs])[0],
                          "stderr": rs[0].get("likelihood_acc_stderr"), "open_gates": _open(rs[0]),
                          "trainable_params": rs[0].get("trainable_params"),
                          "commonest_answer_share": mean_sd([commonest_answer_share(r) for r in rs])[0],
                          "train_seconds": round(mean_sd([r["train_seconds"] for r in rs])[0] or 0)})
     lines = [f"Command: `{cmd}`", "",
              f"JoLA variants; {args.train_size} training examples, {args.epochs} epochs, test sample {args.test_size}; "
-             f"option-text likelihood accuracy (± test-sample SE for one seed, sd over seeds otherwise); gates open "
+             f"option-text likelihood accuracy (± test-sample SE for one seed, sd over seeds otherwise); acc_norm: "
+             f"the same runs scored by length-normalised likelihood (lm-eval-harness); gates open "
              f"at the end (a = additive, m = multiplicative; of 270 heads, or 30 MLP layers); one answer: share of "
              f"the test questions given the run's most frequent prediction (blank: run stored without predictions); "
              f"{timing_text(out, seconds)}.", "",
-             "| task | variant | accuracy | one answer | gates open | trainable params | train s |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | variant | accuracy | acc_norm | one answer | gates open | trainable params | train s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = r["accuracy_sd"] if r["n_seeds"] > 1 else r["stderr"]
         share = r["commonest_answer_share"]
-        lines.append(f"| {r['task']} | {r['variant']} | {fmt(r['accuracy_mean'], err)} | "
+        lines.append(f"| {r['task']} | {r['variant']} | {fmt(r['accuracy_mean'], err)} | {fmt(r['acc_norm_mean'])} | "
                      f"{'' if share is None else f'{share:.0%}'} | {r['open_gates']} | "
                      f"{r['trainable_params']:,} | {r['train_seconds']} |")
     write_table(out, "ablations", rows, "\n".join(lines) + "\n")

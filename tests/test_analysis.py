@@ -126,11 +126,15 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
                            *TINY]) == 0
     rows = _rows(abl / "ablations.csv")
     assert [r["variant"] for r in rows] == ["default", "no_gate"]
+    md = (abl / "ablations.md").read_text()
+    assert "| accuracy | acc_norm | one answer |" in md
     for r, name in zip(rows, ["jola", "ablation-no_gate"]):  # the commonest prediction's share, from the stored rows
-        preds = [x["likelihood_pred"] for x in json.loads((abl / "runs" / f"ARC-Easy.{name}.s1.e1.n16.t10.json")
-                                                           .read_text())["rows"]]
+        run = json.loads((abl / "runs" / f"ARC-Easy.{name}.s1.e1.n16.t10.json").read_text())
+        preds = [x["likelihood_pred"] for x in run["rows"]]
         assert float(r["commonest_answer_share"]) == pytest.approx(max(map(preds.count, preds)) / len(preds))
-    assert "| one answer |" in (abl / "ablations.md").read_text()
+        assert float(r["acc_norm_mean"]) == pytest.approx(run["likelihood_acc_norm"])
+        line = next(x for x in md.splitlines() if x.startswith(f"| ARC-Easy | {r['variant']} | "))
+        assert line.split(" | ")[3] == f"{run['likelihood_acc_norm']:.3f}"  # the acc_norm column
     assert (abl / "runs" / "ARC-Easy.jola.s1.e1.n16.t10.json").is_file()  # copied from the selection study
 
     ds = tmp_path / "ds"
