@@ -13,7 +13,10 @@ sd over seeds) and ``main_table.html`` (bars per task).
 from __future__ import annotations
 
 import argparse
+import glob
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.common import (add_common_args, cached_run, command_line, commonest_answer_share, fmt, mean_sd, run_key,
@@ -45,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for method in args.methods:
                 if method == "zero_shot" and seed != args.seeds[0]:
-                    continue  # deterministic
+                    continue  # deterministic: one run per task
                 key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=args.train_size,
                               n_test=args.test_size)
+                if method == "zero_shot":  # any seed's stored zero-shot run will do (e.g. `--seeds 43` alone)
+                    key = stored_zero_shot_key(key, [out, *args.reuse]) or key
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                             progress=not args.no_progress),
                                reuse=args.reuse, only_cached=args.cached_only)
@@ -57,6 +62,29 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(r)
                 summarise(runs, out, command_line("main_table", argv), time.time() - start, args)
     return 0
+
+
+def stored_zero_shot_key(key: str, folders: Sequence[str | Path]) -> str | None:
+    """The key of a zero-shot run stored in one of ``folders`` that differs from ``key`` only in its seed.
+
+    Zero-shot scoring trains nothing, so every seed gives the same result; reusing a stored run saves
+    the minutes a new one takes.
+
+    Example:
+        >>> stored_zero_shot_key("ARC-Easy.zero_shot.s43.e3.n200.t200", []) is None
+        True
+    """
+    m = re.fullmatch(r"(.+)\.s(\d+)\.(e\d+\.n\d+\.t\w+)", key)
+    if m is None:
+        raise ValueError(f"not a run key with a seed: {key!r}")
+    head, tail = m.group(1), m.group(3)
+    stored = head.replace("/", "_").replace(":", "-")  # as cached_run names the file
+    for folder in folders:
+        for path in sorted((Path(folder) / "runs").glob(f"{glob.escape(stored)}.s*.{tail}.json")):
+            seed = path.name[len(stored) + 2:-len(f".{tail}.json")]
+            if seed.isdigit():
+                return f"{head}.s{seed}.{tail}"
+    return None
 
 
 def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argparse.Namespace) -> None:

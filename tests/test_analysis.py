@@ -71,6 +71,11 @@ def test_main_table_writes_tables_and_reuses_runs(smollm, tmp_path, capsys):
     assert sorted(p.name for p in (other / "runs").glob("*.json")) == sorted(
         p.name for p in (tmp_path / "runs").glob("*.json"))
     assert _rows(other / "main_table.csv")[1]["accuracy_mean"] == rows[1]["accuracy_mean"]
+    # zero-shot trains nothing: a later seed alone reuses the stored seed-42 zero-shot run
+    assert main_table.main(["--methods", "zero_shot", "--seeds", "43", "--out", str(tmp_path), *TINY]) == 0
+    assert "[analysis] ARC-Easy" not in capsys.readouterr().out
+    assert not list((tmp_path / "runs").glob("*zero_shot.s43*"))
+    assert _rows(tmp_path / "main_table.csv")[0]["accuracy_mean"] == rows[0]["accuracy_mean"]
 
 
 @pytest.mark.integration
