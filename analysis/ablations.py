@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(ap)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--out", default="analysis/results/ablations")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones are left out)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     cmd = command_line("ablations", argv)
@@ -65,18 +67,31 @@ def main(argv: list[str] | None = None) -> int:
                               epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
                 r = cached_run(out, key, lambda: run_method(model, setup, "jola", seed=seed, epochs=args.epochs,
                                                             jola_config=JoLAConfig(**jc), train_overrides=tc,
-                                                            progress=not args.no_progress), reuse=args.reuse)
+                                                            progress=not args.no_progress), reuse=args.reuse,
+                               only_cached=args.cached_only)
+                if r is None:
+                    continue
                 r["variant"] = variant
                 runs.append(r)
                 _write(out, runs, cmd, time.time() - start, args)
     return 0
 
 
-def _open(r: dict[str, Any]) -> str:
+def _open(runs: list[dict[str, Any]]) -> str:
+    """Open gates at the end per site, one count per run (seed) joined by ``/``.
+
+    Example:
+        >>> _open([{"open_gates": {"attn": {"additive": 84, "multiplicative": 0}}},
+        ...        {"open_gates": {"attn": {"additive": 79, "multiplicative": 2}}}])
+        'attn: 84/79 a / 0/2 m'
+    """
+    sites = dict.fromkeys(site for r in runs for site, c in (r.get("open_gates") or {}).items() if isinstance(c, dict))
     parts = []
-    for site, c in (r.get("open_gates") or {}).items():
-        if isinstance(c, dict):
-            parts.append(f"{site}: {c.get('additive', 0)} a / {c.get('multiplicative', 0)} m")
+    for site in sites:
+        counts = [(r.get("open_gates") or {}).get(site) or {} for r in runs]
+        a = "/".join(str(c.get("additive", 0)) for c in counts)
+        m = "/".join(str(c.get("multiplicative", 0)) for c in counts)
+        parts.append(f"{site}: {a} a / {m} m")
     return "; ".join(parts)
 
 
@@ -88,15 +103,17 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
             m, sd, n = mean_sd([r["accuracy"] for r in rs])
             rows.append({"task": task, "variant": variant, "accuracy_mean": m, "accuracy_sd": sd, "n_seeds": n,
                          "acc_norm_mean": mean_sd([r.get("likelihood_acc_norm") for r in rs])[0],
-                         "stderr": rs[0].get("likelihood_acc_stderr"), "open_gates": _open(rs[0]),
+                         "stderr": rs[0].get("likelihood_acc_stderr"), "open_gates": _open(rs),
                          "trainable_params": rs[0].get("trainable_params"),
                          "commonest_answer_share": mean_sd([commonest_answer_share(r) for r in rs])[0],
                          "train_seconds": round(mean_sd([r["train_seconds"] for r in rs])[0] or 0)})
     lines = [f"Command: `{cmd}`", "",
              f"JoLA variants; {args.train_size} training examples, {args.epochs} epochs, test sample {args.test_size}; "
-             f"option-text likelihood accuracy (± test-sample SE for one seed, sd over seeds otherwise); acc_norm: "
+             f"seeds {args.seeds}; option-text likelihood accuracy (± test-sample SE for one seed; mean ± sd over "
+             f"the n seeds stored otherwise); acc_norm: "
              f"the same runs scored by length-normalised likelihood (lm-eval-harness); gates open "
-             f"at the end (a = additive, m = multiplicative; of 270 heads, or 30 MLP layers); one answer: share of "
+             f"at the end, one count per seed (a = additive, m = multiplicative; of 270 heads, or 30 MLP layers); "
+             f"one answer: share of "
              f"the test questions given the run's most frequent prediction (blank: run stored without predictions); "
              f"{timing_text(out, seconds)}.", "",
              "| task | variant | accuracy | acc_norm | one answer | gates open | trainable params | train s |",
@@ -104,7 +121,8 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
     for r in rows:
         err = r["accuracy_sd"] if r["n_seeds"] > 1 else r["stderr"]
         share = r["commonest_answer_share"]
-        lines.append(f"| {r['task']} | {r['variant']} | {fmt(r['accuracy_mean'], err)} | {fmt(r['acc_norm_mean'])} | "
+        acc = fmt(r["accuracy_mean"], err) + (f" (n={r['n_seeds']})" if r["n_seeds"] > 1 else "")
+        lines.append(f"| {r['task']} | {r['variant']} | {acc} | {fmt(r['acc_norm_mean'])} | "
                      f"{'' if share is None else f'{share:.0%}'} | {r['open_gates']} | "
                      f"{r['trainable_params']:,} | {r['train_seconds']} |")
     write_table(out, "ablations", rows, "\n".join(lines) + "\n")

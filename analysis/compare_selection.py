@@ -213,7 +213,8 @@ def _write(out: Path, overlap: list[dict], down: list[dict], masks_json: dict, c
             accs = [r["accuracy"] for r in rs if r["accuracy"] is not None]
             acc = fmt(rs[0]["accuracy"], rs[0]["stderr"]) if len(rs) == 1 else fmt(*mean_sd(accs)[:2])
             norms = [r["acc_norm"] for r in rs if r["acc_norm"] is not None]
-            ks = "/".join(str(v) for v in dict.fromkeys(r["k"] for r in rs))
+            ks = [str(r["k"]) for r in rs]  # one K per seed where they differ (JoLA's gated runs)
+            ks = ks[0] if len(set(ks)) == 1 else "/".join(ks)
             lines.append(f"| {task} | {sel} | {ks} | "
                          + "".join((fmt(by[s]["accuracy"]) if s in by else "-") + " | " for s in cols)
                          + f"{acc} | {fmt(mean_sd(norms)[0]) if norms else '-'} | "

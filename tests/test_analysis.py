@@ -109,6 +109,9 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert [(r["selector"], r["seed"]) for r in down] == [(n, s) for s in ("1", "2") for n in names]
     md = (out / "downstream.md").read_text()
     assert "| seed 1 | seed 2 | accuracy |" in md and md.count("| ARC-Easy |") == 4  # one row per selector
+    gated_k = [r["k"] for r in down if r["selector"] == names[0]]  # JoLA's open heads, one count per seed
+    line = next(x for x in md.splitlines() if x.startswith(f"| ARC-Easy | {names[0]} | "))
+    assert line.split(" | ")[2] == (gated_k[0] if len(set(gated_k)) == 1 else "/".join(gated_k))
     assert (out / "selection_grid_ARC-Easy.html").is_file()
 
     small = tmp_path / "sel_k3"  # a fixed K: JoLA's mask becomes its top 3 heads by P(open)
@@ -141,6 +144,17 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
         line = next(x for x in md.splitlines() if x.startswith(f"| ARC-Easy | {r['variant']} | "))
         assert line.split(" | ")[3] == f"{run['likelihood_acc_norm']:.3f}"  # the acc_norm column
     assert (abl / "runs" / "ARC-Easy.jola.s1.e1.n16.t10.json").is_file()  # copied from the selection study
+    # --cached-only over two seeds: JoLA's seed-2 run is copied from the selection study, no_gate's is left out
+    assert ablations.main(["--variants", "default", "no_gate", "--seeds", "1", "2", "--cached-only", "--reuse",
+                           str(out), "--out", str(abl), *TINY]) == 0
+    assert not (abl / "runs" / "ARC-Easy.ablation-no_gate.s2.e1.n16.t10.json").exists()
+    rows = _rows(abl / "ablations.csv")
+    assert [(r["variant"], r["n_seeds"]) for r in rows] == [("default", "2"), ("no_gate", "1")]
+    runs = [json.loads((abl / "runs" / f"ARC-Easy.jola.s{s}.e1.n16.t10.json").read_text()) for s in (1, 2)]
+    assert float(rows[0]["accuracy_mean"]) == pytest.approx((runs[0]["accuracy"] + runs[1]["accuracy"]) / 2)
+    line = next(x for x in (abl / "ablations.md").read_text().splitlines() if x.startswith("| ARC-Easy | default | "))
+    gates = [r["open_gates"]["attn"] for r in runs]
+    assert "(n=2)" in line and f"attn: {gates[0]['additive']}/{gates[1]['additive']} a" in line
 
     ds = tmp_path / "ds"
     assert data_size.main(["--sizes", "8", "16", "--methods", "lofit", "--out", str(ds), *TINY]) == 0
