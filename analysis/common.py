@@ -215,6 +215,16 @@ def run_key(task: str, method: str, *, seed: int, epochs: int, n_train: int, n_t
     return f"{task}.{method}" + (f".k{k}" if k is not None else "") + f".s{seed}.e{epochs}.n{n_train}.t{n_test}"
 
 
+def run_file_stem(key: str) -> str:
+    """The file name (without ``.json``) a run of ``key`` is stored under in a study's ``runs/``.
+
+    Example:
+        >>> run_file_stem("mmlu_pro/biology.jola.s42.e3.n200.t200")
+        'mmlu_pro_biology.jola.s42.e3.n200.t200'
+    """
+    return key.replace("/", "_").replace(":", "-")
+
+
 def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None] = print,
                reuse: Sequence[str | Path] = (), only_cached: bool = False) -> dict[str, Any] | None:
     """``fn()``'s result from ``out/runs/key.json`` if present, else run it and store it there.
@@ -223,7 +233,7 @@ def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Calla
     copied into ``out`` instead of being run again. ``only_cached``: never run ``fn``; a run
     that is not stored yet gives ``None`` (to tabulate what has finished).
     """
-    name = f"{key.replace('/', '_').replace(':', '-')}.json"
+    name = f"{run_file_stem(key)}.json"
     path = out / "runs" / name
     if not path.is_file():
         for d in reuse:

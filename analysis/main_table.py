@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.common import (add_common_args, cached_run, command_line, commonest_answer_share, fmt, mean_sd, run_key,
-                             run_method, setup_task, write_table)
+                             run_file_stem, run_method, setup_task, write_table)
 from jola_lens.loading import load_model, set_offline_env
 
 METHODS = ["zero_shot", "iti", "bitfit", "red", "loreft", "lora", "lofit", "jola"]
@@ -78,7 +78,7 @@ def stored_zero_shot_key(key: str, folders: Sequence[str | Path]) -> str | None:
     if m is None:
         raise ValueError(f"not a run key with a seed: {key!r}")
     head, tail = m.group(1), m.group(3)
-    stored = head.replace("/", "_").replace(":", "-")  # as cached_run names the file
+    stored = run_file_stem(head)
     for folder in folders:
         for path in sorted((Path(folder) / "runs").glob(f"{glob.escape(stored)}.s*.{tail}.json")):
             seed = path.name[len(stored) + 2:-len(f".{tail}.json")]
