@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 500, 1000])
     ap.add_argument("--methods", nargs="+", default=["jola", "lora", "lofit"], choices=sorted(LABELS))
     ap.add_argument("--out", default="analysis/results/data_size")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones are left out)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     cmd = command_line("data_size", argv)
@@ -52,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                 for method in args.methods:
                     key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=size, n_test=args.test_size)
                     r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
-                                                                progress=not args.no_progress), reuse=args.reuse)
+                                                                progress=not args.no_progress), reuse=args.reuse,
+                                   only_cached=args.cached_only)
+                    if r is None:
+                        continue
                     runs.append(r)
                     _write(out, runs, cmd, time.time() - start, args)
     return 0
@@ -72,14 +77,19 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
              f"{args.epochs} epochs at every size; test sample {args.test_size}; option-text likelihood accuracy "
              f"(± test-sample SE for one seed, sd over seeds otherwise); {timing_text(out, seconds)}.", "",
              "| task | method | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    mixed = len({r["n_seeds"] for r in rows}) > 1  # say how many seeds each cell averages when they differ
     for task in dict.fromkeys(r["task"] for r in rows):
         for method in dict.fromkeys(r["method"] for r in rows if r["task"] == task):
             cells = []
             for n in sizes:
                 r = next((x for x in rows if (x["task"], x["method"], x["n_train"]) == (task, method, n)), None)
                 cells.append("" if r is None else fmt(r["accuracy_mean"], r["accuracy_sd"] if r["n_seeds"] > 1
-                                                       else r["stderr"]))
+                                                       else r["stderr"]) + (f" (n={r['n_seeds']})" if mixed else ""))
             lines.append(f"| {task} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        heads = [_heads_open([r for r in runs if (r["task"], r["method"], r["n_train"]) == (task, "jola", n)])
+                 for n in sizes]
+        if any(heads):
+            lines.append(f"| {task} | JoLA heads open | " + " | ".join(heads) + " |")
     write_table(out, "data_size", rows, "\n".join(lines) + "\n")
     try:
         from jola_lens import plots
@@ -88,6 +98,16 @@ def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse
                         out / "accuracy_vs_size.html")
     except Exception as e:
         print(f"[analysis] accuracy_vs_size.html not written: {e}")
+
+
+def _heads_open(runs: list[dict]) -> str:
+    """Heads with an open gate at the end of JoLA training, one count per run (seed) joined by ``/``.
+
+    Example:
+        >>> _heads_open([{"open_heads": 84}, {"open_heads": 79}, {}])
+        '84/79'
+    """
+    return "/".join(str(r["open_heads"]) for r in runs if r.get("open_heads") is not None)
 
 
 def size_figure(runs: list[dict], title: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 
 import pytest
 import torch
@@ -160,6 +161,18 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert data_size.main(["--sizes", "8", "16", "--methods", "lofit", "--out", str(ds), *TINY]) == 0
     rows = _rows(ds / "data_size.csv")
     assert [int(r["n_train"]) for r in rows] == [8, 16]
+    # --cached-only trains nothing; a second seed stored for n = 8 only gives cells over different seed counts
+    r8 = json.loads((ds / "runs" / "ARC-Easy.lofit.s42.e1.n8.t10.json").read_text())
+    (ds / "runs" / "ARC-Easy.lofit.s43.e1.n8.t10.json").write_text(json.dumps({**r8, "seed": 43, "accuracy": 0.0}))
+    assert data_size.main(["--sizes", "8", "16", "32", "--methods", "lofit", "jola", "--seeds", "42", "43",
+                           "--cached-only", "--out", str(ds), *TINY]) == 0
+    assert sorted(p.name for p in (ds / "runs").iterdir()) == [f"ARC-Easy.lofit.s{s}.e1.n{n}.t10.json"
+                                                                for s, n in [(42, 16), (42, 8), (43, 8)]]
+    rows = _rows(ds / "data_size.csv")
+    assert [(int(r["n_train"]), int(r["n_seeds"])) for r in rows] == [(8, 2), (16, 1)]
+    assert float(rows[0]["accuracy_mean"]) == pytest.approx(r8["accuracy"] / 2)
+    line = next(x for x in (ds / "data_size.md").read_text().splitlines() if x.startswith("| ARC-Easy | LoFiT | "))
+    assert line.count("(n=2)") == 1 and line.count("(n=1)") == 1
 
     figs = tmp_path / "figs"
     assert figures.main(["--no-run", "--no-png", "--html", "--out", str(figs), "--selection-study", str(out),
@@ -218,3 +231,43 @@ def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
                          argparse.Namespace(train_size=1, valid_size=1, epochs=1, test_size=1, seeds=[1]))
     md = (tmp_path / "main_table.md").read_text()
     assert "(of the 2 runs that stored predictions): A JoLA seed 1 (90%)." in md
+
+
+def _stored_run(folder, task, method, seed, correct, *, rows=True):
+    """A run file as the studies store it, with per-question correctness ``correct`` (question i -> bool)."""
+    r = {"task": task, "method": method, "seed": seed, "accuracy": sum(correct) / len(correct)}
+    if rows:
+        r["rows"] = [{"id": f"{task}-test-{i}", "likelihood_correct": c} for i, c in enumerate(correct)]
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    (folder / "runs" / f"{task}.{method}.s{seed}.e3.n200.t4.json").write_text(json.dumps(r))
+
+
+def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys):
+    from analysis import paired
+
+    study, other = tmp_path / "a", tmp_path / "b"
+    _stored_run(study, "boolq", "edit-jola.k14", 1, [True, True, False, False])
+    _stored_run(study, "boolq", "edit-lofit.k14", 1, [True, False, False, True])
+    _stored_run(study, "boolq", "edit-jola.k14", 2, [True, True, True, False])
+    _stored_run(other, "boolq", "edit-lofit.k14", 2, [False, False, True, False])  # paired across study folders
+    _stored_run(study, "boolq", "edit-jola.k14", 3, [True] * 4, rows=False)  # no predictions: listed, not used
+    _stored_run(study, "boolq", "edit-lofit.k14", 3, [False] * 4)
+    (study / "runs" / "select.boolq.lofit.k14.s1.se1.n200.json").write_text("{}")  # not a scored run
+    assert paired.main(["--studies", str(study), str(other), "--a", "edit-jola.k14", "--b", "edit-lofit.k14",
+                        "--out", str(tmp_path / "out")]) == 0
+    row = _rows(tmp_path / "out" / "paired.csv")[0]
+    # per question, d averaged over seeds 1 and 2: q0 (0+1)/2, q1 (1+1)/2, q2 (0+0)/2, q3 (-1+0)/2
+    d = [0.5, 1.0, 0.0, -0.5]
+    assert float(row["diff"]) == pytest.approx(sum(d) / 4)
+    assert float(row["se"]) == pytest.approx(statistics.stdev(d) / 2)
+    assert (row["questions"], row["pairs"], row["seeds"], row["a_only"], row["b_only"]) == ("4", "2", "1/2", "3", "1")
+    assert "boolq.edit-jola.k14.s3.e3.n200.t4.json" in capsys.readouterr().out
+    # seeds filter; an unknown method is an error naming what is there
+    assert paired.main(["--studies", str(study), str(other), "--a", "edit-jola.k14", "--b", "edit-lofit.k14",
+                        "--seeds", "1"]) == 0
+    assert "| 1 | 4 | 0.500 | 0.500 | +0.000 ± 0." in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        paired.main(["--studies", str(study), "--a", "edit-jola.k14", "--b", "edit-dsp.k14"])
+    assert "edit-lofit.k14" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no question id"):
+        paired.paired_difference([{"q1": True}], [{"q2": True}])

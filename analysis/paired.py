@@ -1,0 +1,173 @@
+"""Paired comparison of two stored runs on the same test questions.
+
+    python -m analysis.paired --studies analysis/results/compare_selection_boolq_k14 \\
+        analysis/results/compare_selection_openbookqa_k14 --a edit-jola.k14 --b edit-lofit.k14 edit-random.k14
+
+Two methods scored on the same 200 test questions share most of their test-sample noise, so their
+difference is much better known than two separate standard errors suggest. For every (task, seed,
+settings) where both runs stored their per-question predictions (the ``rows`` of a run), each question
+gets ``d = correct_A - correct_B`` averaged over the seeds; the reported difference is the mean of ``d``
+over questions, its standard error ``sd(d) / sqrt(questions)``. Questions are the sampling unit: a
+question counted under several seeds counts once. Runs without predictions are listed, not used. The
+"A right, B wrong" and "B right, A wrong" columns count (question, seed) pairs.
+
+A method is named as in the run files (``{task}.{method}.s{seed}.e{epochs}.n{train}.t{test}.json``):
+``jola``, ``lofit``, ``edit-jola.k14``, ``ablation-no_penalty``, ... Writes ``paired.csv`` and
+``paired.md`` into ``--out`` when it is given; prints the table either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from analysis.common import fmt, write_table
+
+_STEM = re.compile(r"^(?P<head>.+)\.s(?P<seed>\d+)\.(?P<tail>e\d+\.n\d+\.t[^.]+)$")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One stored run: where it came from and its per-question correctness (``None`` without predictions)."""
+
+    task: str
+    method: str
+    seed: int
+    settings: str
+    path: Path
+    correct: dict[str, bool] | None
+
+
+def load_runs(studies: Sequence[str | Path]) -> list[StoredRun]:
+    """Every trained-and-scored run stored under ``study/runs/`` of each study folder.
+
+    A run stored in several studies (re-used runs are copied) is kept once, from the first study.
+    """
+    seen: set[str] = set()
+    runs = []
+    for study in studies:
+        folder = Path(study) / "runs"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} does not exist: pass a study folder (one with runs/ inside)")
+        for f in sorted(folder.glob("*.json")):
+            m = _STEM.match(f.stem)
+            if m is None or f.name in seen:
+                continue  # selection records (select.*) and other files have no seed-settings tail
+            r = json.loads(f.read_text())
+            if "task" not in r or "accuracy" not in r:
+                continue
+            seen.add(f.name)
+            task_stem = f.stem.split(".", 1)[0]
+            method = m["head"][len(task_stem) + 1:]
+            rows = r.get("rows")
+            correct = None if not rows else {str(x["id"]): bool(x["likelihood_correct"]) for x in rows}
+            runs.append(StoredRun(str(r["task"]), method, int(m["seed"]), m["tail"], f, correct))
+    return runs
+
+
+def paired_difference(a: Sequence[dict[str, bool]], b: Sequence[dict[str, bool]]) -> dict[str, Any]:
+    """Mean of ``correct_A - correct_B`` over the questions both runs of each pair scored, with its SE.
+
+    ``a[i]`` and ``b[i]`` are one pair of runs (same task, seed and settings): question id -> correct.
+    A question's difference is averaged over the pairs that scored it; questions are the sampling unit.
+
+    Example:
+        >>> a = [{"q1": True, "q2": True, "q3": False, "q4": True}]
+        >>> b = [{"q1": True, "q2": False, "q3": False, "q4": False}]
+        >>> r = paired_difference(a, b)
+        >>> r["diff"], round(r["se"], 3), r["questions"], r["a_only"], r["b_only"]
+        (0.5, 0.289, 4, 2, 0)
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError("a and b must be non-empty lists of the same length (one entry per pair of runs)")
+    per_q: dict[str, list[float]] = defaultdict(list)
+    acc_a, acc_b, a_only, b_only = [], [], 0, 0
+    for ra, rb in zip(a, b):
+        shared = sorted(set(ra) & set(rb))
+        if not shared:
+            raise ValueError("a pair of runs shares no question id: were they scored on the same test sample?")
+        for q in shared:
+            per_q[q].append(float(ra[q]) - float(rb[q]))
+            a_only += ra[q] and not rb[q]
+            b_only += rb[q] and not ra[q]
+        acc_a.append(statistics.fmean(float(ra[q]) for q in shared))
+        acc_b.append(statistics.fmean(float(rb[q]) for q in shared))
+    d = [statistics.fmean(v) for v in per_q.values()]
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+    return {"diff": statistics.fmean(d), "se": se, "questions": len(d), "pairs": len(a),
+            "acc_a": statistics.fmean(acc_a), "acc_b": statistics.fmean(acc_b), "a_only": a_only, "b_only": b_only}
+
+
+def compare(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] | None = None,
+            seeds: Sequence[int] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """Pair method ``a``'s runs with method ``b``'s on (task, seed, settings); the paired difference
+    over every pair with predictions on both sides, and the runs left out for lack of predictions."""
+    def keep(r: StoredRun) -> bool:
+        return (tasks is None or r.task in tasks) and (seeds is None or r.seed in seeds)
+
+    by_key = {(r.task, r.seed, r.settings): r for r in runs if r.method == b and keep(r)}
+    pairs, missing = [], []
+    for ra in runs:
+        if ra.method != a or not keep(ra):
+            continue
+        rb = by_key.get((ra.task, ra.seed, ra.settings))
+        if rb is None:
+            continue
+        without = [r.path.name for r in (ra, rb) if r.correct is None]
+        if without:
+            missing += without
+            continue
+        pairs.append((ra, rb))
+    if not pairs:
+        return None, missing
+    res = paired_difference([x.correct for x, _ in pairs], [y.correct for _, y in pairs])  # type: ignore[misc]
+    res["tasks"] = "/".join(dict.fromkeys(x.task for x, _ in pairs))
+    res["seeds"] = "/".join(str(s) for s in sorted({x.seed for x, _ in pairs}))
+    return res, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--studies", nargs="+", required=True, help="study folders whose runs/ are read")
+    ap.add_argument("--a", required=True, help="method compared (as named in the run files)")
+    ap.add_argument("--b", nargs="+", required=True, help="methods it is compared against")
+    ap.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: every task with pairs)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
+    ap.add_argument("--out", default=None, help="folder for paired.csv / paired.md (default: print only)")
+    args = ap.parse_args(argv)
+    runs = load_runs(args.studies)
+    methods = sorted({r.method for r in runs})
+    for m in [args.a, *args.b]:
+        if m not in methods:
+            ap.error(f"no stored run of method {m!r} in {args.studies}; methods there: {', '.join(methods)}")
+    rows, skipped = [], []
+    for b in args.b:
+        res, missing = compare(runs, args.a, b, tasks=args.tasks, seeds=args.seeds)
+        skipped += missing
+        if res is None:
+            print(f"[paired] {args.a} vs {b}: no pair of runs with per-question predictions")
+            continue
+        rows.append({"a": args.a, "b": b, **res})
+    lines = ["| A | B | tasks | seeds | questions | acc A | acc B | A - B (paired SE) | A right, B wrong | B right, A wrong |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['a']} | {r['b']} | {r['tasks']} | {r['seeds']} | {r['questions']} | {fmt(r['acc_a'])} | "
+                     f"{fmt(r['acc_b'])} | {r['diff']:+.3f} ± {r['se']:.3f} | {r['a_only']} | {r['b_only']} |")
+    if skipped:
+        lines += ["", f"Left out (no per-question predictions stored): {', '.join(sorted(set(skipped)))}"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out and rows:
+        write_table(Path(args.out), "paired", rows, text)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
