@@ -13,7 +13,8 @@ question counted under several seeds counts once. Runs without predictions are l
 
 A method is named as in the run files (``{task}.{method}.s{seed}.e{epochs}.n{train}.t{test}.json``):
 ``jola``, ``lofit``, ``edit-jola.k14``, ``ablation-no_penalty``, ... Writes ``paired.csv`` and
-``paired.md`` into ``--out`` when it is given; prints the table either way.
+``paired.md`` into ``--out`` when it is given; prints the table either way, one row per settings
+(epochs and sample sizes: a data-size study is compared size by size).
 """
 
 from __future__ import annotations
@@ -106,11 +107,13 @@ def paired_difference(a: Sequence[dict[str, bool]], b: Sequence[dict[str, bool]]
 
 
 def compare(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] | None = None,
-            seeds: Sequence[int] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+            seeds: Sequence[int] | None = None, settings: str | None = None) -> tuple[dict[str, Any] | None, list[str]]:
     """Pair method ``a``'s runs with method ``b``'s on (task, seed, settings); the paired difference
-    over every pair with predictions on both sides, and the runs left out for lack of predictions."""
+    over every pair with predictions on both sides, and the runs left out for lack of predictions.
+    ``settings`` (e.g. ``"e3.n50.t200"``) keeps only runs with those epochs and sample sizes."""
     def keep(r: StoredRun) -> bool:
-        return (tasks is None or r.task in tasks) and (seeds is None or r.seed in seeds)
+        return ((tasks is None or r.task in tasks) and (seeds is None or r.seed in seeds)
+                and (settings is None or r.settings == settings))
 
     by_key = {(r.task, r.seed, r.settings): r for r in runs if r.method == b and keep(r)}
     pairs, missing = [], []
@@ -133,6 +136,16 @@ def compare(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] |
     return res, missing
 
 
+def _settings_order(settings: str) -> tuple[int, ...]:
+    """Sort key of a settings tail by its numbers, so n50 comes before n100.
+
+    Example:
+        >>> sorted(["e3.n100.t200", "e3.n50.t200"], key=_settings_order)
+        ['e3.n50.t200', 'e3.n100.t200']
+    """
+    return tuple(int(x) for x in re.findall(r"\d+", settings))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", nargs="+", required=True, help="study folders whose runs/ are read")
@@ -147,19 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     for m in [args.a, *args.b]:
         if m not in methods:
             ap.error(f"no stored run of method {m!r} in {args.studies}; methods there: {', '.join(methods)}")
+    # one row per settings (epochs, training and test sizes): a data-size study is compared size by size
+    all_settings = sorted({r.settings for r in runs if r.method == args.a}, key=_settings_order)
     rows, skipped = [], []
     for b in args.b:
-        res, missing = compare(runs, args.a, b, tasks=args.tasks, seeds=args.seeds)
-        skipped += missing
-        if res is None:
+        for st in all_settings:
+            res, missing = compare(runs, args.a, b, tasks=args.tasks, seeds=args.seeds, settings=st)
+            skipped += missing
+            if res is not None:
+                rows.append({"a": args.a, "b": b, "settings": st, **res})
+        if not any(r["b"] == b for r in rows):
             print(f"[paired] {args.a} vs {b}: no pair of runs with per-question predictions")
-            continue
-        rows.append({"a": args.a, "b": b, **res})
-    lines = ["| A | B | tasks | seeds | questions | acc A | acc B | A - B (paired SE) | A right, B wrong | B right, A wrong |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| A | B | settings | tasks | seeds | questions | acc A | acc B | A - B (paired SE) | A right, B wrong "
+             "| B right, A wrong |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['a']} | {r['b']} | {r['tasks']} | {r['seeds']} | {r['questions']} | {fmt(r['acc_a'])} | "
-                     f"{fmt(r['acc_b'])} | {r['diff']:+.3f} ± {r['se']:.3f} | {r['a_only']} | {r['b_only']} |")
+        lines.append(f"| {r['a']} | {r['b']} | {r['settings']} | {r['tasks']} | {r['seeds']} | {r['questions']} | "
+                     f"{fmt(r['acc_a'])} | {fmt(r['acc_b'])} | {r['diff']:+.3f} ± {r['se']:.3f} | {r['a_only']} | "
+                     f"{r['b_only']} |")
     if skipped:
         lines += ["", f"Left out (no per-question predictions stored): {', '.join(sorted(set(skipped)))}"]
     text = "\n".join(lines) + "\n"

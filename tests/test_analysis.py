@@ -265,7 +265,7 @@ def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys
     # seeds filter; an unknown method is an error naming what is there
     assert paired.main(["--studies", str(study), str(other), "--a", "edit-jola.k14", "--b", "edit-lofit.k14",
                         "--seeds", "1"]) == 0
-    assert "| 1 | 4 | 0.500 | 0.500 | +0.000 ± 0." in capsys.readouterr().out
+    assert "| e3.n200.t4 | boolq | 1 | 4 | 0.500 | 0.500 | +0.000 ± 0." in capsys.readouterr().out
     with pytest.raises(SystemExit):
         paired.main(["--studies", str(study), "--a", "edit-jola.k14", "--b", "edit-dsp.k14"])
     assert "edit-lofit.k14" in capsys.readouterr().err
