@@ -233,13 +233,13 @@ def test_main_table_mean_covers_only_tasks_every_method_finished(tmp_path):
     assert "(of the 2 runs that stored predictions): A JoLA seed 1 (90%)." in md
 
 
-def _stored_run(folder, task, method, seed, correct, *, rows=True):
+def _stored_run(folder, task, method, seed, correct, *, rows=True, n=200):
     """A run file as the studies store it, with per-question correctness ``correct`` (question i -> bool)."""
     r = {"task": task, "method": method, "seed": seed, "accuracy": sum(correct) / len(correct)}
     if rows:
         r["rows"] = [{"id": f"{task}-test-{i}", "likelihood_correct": c} for i, c in enumerate(correct)]
     (folder / "runs").mkdir(parents=True, exist_ok=True)
-    (folder / "runs" / f"{task}.{method}.s{seed}.e3.n200.t4.json").write_text(json.dumps(r))
+    (folder / "runs" / f"{task}.{method}.s{seed}.e3.n{n}.t4.json").write_text(json.dumps(r))
 
 
 def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys):
@@ -266,6 +266,14 @@ def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys
     assert paired.main(["--studies", str(study), str(other), "--a", "edit-jola.k14", "--b", "edit-lofit.k14",
                         "--seeds", "1"]) == 0
     assert "| e3.n200.t4 | boolq | 1 | 4 | 0.500 | 0.500 | +0.000 ± 0." in capsys.readouterr().out
+    # runs with other settings (a smaller training set) are compared in a row of their own, sorted by size
+    _stored_run(study, "boolq", "edit-jola.k14", 1, [True] * 4, n=50)
+    _stored_run(study, "boolq", "edit-lofit.k14", 1, [False] * 4, n=50)
+    assert paired.main(["--studies", str(study), str(other), "--a", "edit-jola.k14", "--b", "edit-lofit.k14",
+                        "--out", str(tmp_path / "out")]) == 0
+    rows = _rows(tmp_path / "out" / "paired.csv")
+    assert [(r["settings"], r["diff"], r["pairs"]) for r in rows] == [("e3.n50.t4", "1.0", "1"),
+                                                                       ("e3.n200.t4", row["diff"], "2")]
     with pytest.raises(SystemExit):
         paired.main(["--studies", str(study), "--a", "edit-jola.k14", "--b", "edit-dsp.k14"])
     assert "edit-lofit.k14" in capsys.readouterr().err
