@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_run(out, key, lambda: run_method(model, setup, "jola", seed=seed, epochs=args.epochs,
                                                             jola_config=JoLAConfig(**jc), train_overrides=tc,
                                                             progress=not args.no_progress), reuse=args.reuse,
-                               only_cached=args.cached_only)
+                               only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
                 if r is None:
                     continue
                 r["variant"] = variant

@@ -226,33 +226,44 @@ def run_file_stem(key: str) -> str:
 
 
 def cached_run(out: Path, key: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None] = print,
-               reuse: Sequence[str | Path] = (), only_cached: bool = False) -> dict[str, Any] | None:
+               reuse: Sequence[str | Path] = (), only_cached: bool = False,
+               rerun_without_rows: bool = False) -> dict[str, Any] | None:
     """``fn()``'s result from ``out/runs/key.json`` if present, else run it and store it there.
 
     ``reuse``: other study folders; a run stored under the same key in one of their ``runs/`` is
     copied into ``out`` instead of being run again. ``only_cached``: never run ``fn``; a run
     that is not stored yet gives ``None`` (to tabulate what has finished).
+    ``rerun_without_rows``: a stored run without per-question predictions (``rows``, which older
+    runs did not keep) is replaced: by a copy with rows from a ``reuse`` folder if there is one,
+    else by running ``fn`` again; the replaced run's accuracy and seconds are kept under
+    ``rerun_of``, so whether a re-run reproduced its number can be read off the file.
     """
     name = f"{run_file_stem(key)}.json"
     path = out / "runs" / name
-    if not path.is_file():
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if stored is None or (rerun_without_rows and not stored.get("rows")):
         for d in reuse:
-            if (Path(d) / "runs" / name).is_file():
+            other = Path(d) / "runs" / name
+            if other.is_file() and (stored is None or json.loads(other.read_text()).get("rows")):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(Path(d) / "runs" / name, path)
+                shutil.copy(other, path)
+                stored = json.loads(path.read_text())
                 break
-    if path.is_file():
-        return json.loads(path.read_text())
+    if stored is not None and not (rerun_without_rows and not stored.get("rows") and not only_cached):
+        return stored
     if only_cached:
         return None
-    log(f"[analysis] {key}")
+    log(f"[analysis] {key}" + (" (re-run: the stored run kept no per-question predictions)" if stored else ""))
     r = fn()
+    if stored is not None:
+        r["rerun_of"] = {k: stored.get(k) for k in ("accuracy", "likelihood_acc_norm", "seconds", "train_seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(r, indent=1, default=_json_default))
     tmp.replace(path)
     acc = r.get("accuracy")
-    log(f"[analysis] {key}: accuracy {acc if acc is None else round(acc, 3)} ({r.get('seconds', 0):.0f} s)")
+    was = f"; stored run had {stored.get('accuracy')}" if stored is not None else ""
+    log(f"[analysis] {key}: accuracy {acc if acc is None else round(acc, 3)} ({r.get('seconds', 0):.0f} s){was}")
     return r
 
 
@@ -319,3 +330,6 @@ def add_common_args(ap: Any, *, tasks: Sequence[str] = ("ARC-Easy",), seeds: Seq
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--reuse", nargs="*", default=[],
                     help="other study folders whose runs/ may hold a run with the same key (copied, not re-run)")
+    ap.add_argument("--rerun-without-rows", action="store_true",
+                    help="re-run stored runs that kept no per-question predictions (older runs), so paired "
+                         "comparisons (analysis.paired) can use them; the old accuracy is kept under rerun_of")

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                     key = run_key(task, f"edit-{name}", k=k, **size(seed))
                     r = cached_run(out, key, lambda name=name, seed=seed: run_method(
                         model, setup, f"edit:{name}", seed=seed, epochs=args.epochs, mask=masks[name][seed],
-                        progress=not args.no_progress))
+                        progress=not args.no_progress), rerun_without_rows=args.rerun_without_rows)
+                    # (the selection runs and JoLA's own run are never re-run: the masks above stay the stored ones)
                     down_rows.append({"task": task, "selector": name, "seed": seed, "k": k, **_acc(r)})
                     _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
         _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=size, n_test=args.test_size)
                     r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                                 progress=not args.no_progress), reuse=args.reuse,
-                                   only_cached=args.cached_only)
+                                   only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
                     if r is None:
                         continue
                     runs.append(r)

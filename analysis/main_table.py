@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = stored_zero_shot_key(key, [out, *args.reuse]) or key
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                             progress=not args.no_progress),
-                               reuse=args.reuse, only_cached=args.cached_only)
+                               reuse=args.reuse, only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
                 if r is None:
                     continue
                 r["majority"] = setup.majority

@@ -279,3 +279,35 @@ def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys
     assert "edit-lofit.k14" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no question id"):
         paired.paired_difference([{"q1": True}], [{"q2": True}])
+
+
+def test_cached_run_reruns_only_runs_without_predictions(tmp_path):
+    from analysis.common import cached_run
+
+    out, other = tmp_path / "study", tmp_path / "other"
+    (out / "runs").mkdir(parents=True)
+    (other / "runs").mkdir(parents=True)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return {"accuracy": 0.6, "seconds": 5.0, "rows": [{"id": "q1", "likelihood_correct": True}]}
+
+    # an old run without rows: kept as it is unless asked, re-run when asked, with the old numbers kept
+    (out / "runs" / "t.jola.s42.json").write_text(json.dumps({"accuracy": 0.55, "seconds": 9.0}))
+    assert cached_run(out, "t.jola.s42", fn, log=lambda m: None)["accuracy"] == 0.55 and not calls
+    assert cached_run(out, "t.jola.s42", fn, log=lambda m: None, only_cached=True,
+                      rerun_without_rows=True)["accuracy"] == 0.55 and not calls
+    r = cached_run(out, "t.jola.s42", fn, log=lambda m: None, rerun_without_rows=True)
+    assert len(calls) == 1 and r["accuracy"] == 0.6
+    stored = json.loads((out / "runs" / "t.jola.s42.json").read_text())
+    assert stored["rerun_of"]["accuracy"] == 0.55 and stored["rerun_of"]["seconds"] == 9.0 and stored["rows"]
+    # it has rows now: not run a third time
+    assert cached_run(out, "t.jola.s42", fn, log=lambda m: None, rerun_without_rows=True)["accuracy"] == 0.6
+    assert len(calls) == 1
+    # a copy with rows in a reuse folder replaces a local run without rows, with nothing run
+    (out / "runs" / "t.lora.s42.json").write_text(json.dumps({"accuracy": 0.5}))
+    (other / "runs" / "t.lora.s42.json").write_text(json.dumps({"accuracy": 0.52, "rows": [{"id": "q1"}]}))
+    r = cached_run(out, "t.lora.s42", fn, log=lambda m: None, reuse=[other], rerun_without_rows=True)
+    assert r["accuracy"] == 0.52 and len(calls) == 1
+    assert json.loads((out / "runs" / "t.lora.s42.json").read_text())["accuracy"] == 0.52
