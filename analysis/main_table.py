@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                     key = stored_zero_shot_key(key, [out, *args.reuse]) or key
                 r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
                                                             progress=not args.no_progress),
-                               reuse=args.reuse, only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
+                               reuse=args.reuse, only_cached=args.cached_only,
+                               rerun_without_rows=args.rerun_without_rows)
                 if r is None:
                     continue
                 r["majority"] = setup.majority
@@ -90,6 +91,7 @@ def stored_zero_shot_key(key: str, folders: Sequence[str | Path]) -> str | None:
 def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argparse.Namespace) -> None:
     tasks = list(dict.fromkeys(r["task"] for r in runs))
     methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
+    share = {id(r): commonest_answer_share(r) for r in runs}  # None for runs that kept no predictions
     rows, cells, norm = [], {}, {}
     for t in tasks:
         for m in methods:
@@ -103,7 +105,7 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
                          "acc_norm_mean": norm[t, m][0], "trainable_params": rs[0].get("trainable_params", 0),
                          "n_test": rs[0]["n"], "majority": rs[0].get("majority"),
                          "train_seconds_mean": mean_sd([r["train_seconds"] for r in rs])[0],
-                         "commonest_answer_share": mean_sd([commonest_answer_share(r) for r in rs])[0],
+                         "commonest_answer_share": mean_sd([share[id(r)] for r in rs])[0],
                          "seeds": [r["seed"] for r in rs]})
     # the mean runs over the tasks on which every method of the table finished, so rows compare
     complete = [t for t in tasks if all((t, m) in cells for m in methods)]
@@ -128,11 +130,12 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
              f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Run time of the tabulated runs "
              f"{sum(r.get('seconds') or 0 for r in runs) / 60:.0f} min (each run's in runs/*.json); this "
              f"invocation {seconds / 60:.0f} min.", "", *table(cells)]
-    stored = [(r, x) for r in runs if (x := commonest_answer_share(r)) is not None]
+    stored = [(r, x) for r in runs if (x := share[id(r)]) is not None]
     if stored:
         flagged = [f"{r['task']} {LABELS[r['method']]} seed {r['seed']} ({x:.0%})" for r, x in stored if x >= COLLAPSED]
         lines += ["", f"One answer to {COLLAPSED:.0%} or more of the test questions (of the {len(stored)} runs "
                   f"that stored predictions): " + ("; ".join(flagged) if flagged else "none") + "."]
+    lines += rerun_text(runs)
     lines += ["", "Length-normalised option likelihood (lm-eval-harness `acc_norm`: each option's summed "
               "log-probability divided by its length in characters), the same runs:", "", *table(norm)]
     write_table(out, "main_table", rows, "\n".join(lines) + "\n")
@@ -145,6 +148,23 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
         plots.save_html(fig, out / "main_table.html")
     except Exception as e:  # the tables matter more than the figure
         print(f"[analysis] main_table.html not written: {e}")
+
+
+def rerun_text(runs: Sequence[dict]) -> list[str]:
+    """A line on the runs re-run (``--rerun-without-rows``) and whether they gave the stored accuracy again.
+
+    Example:
+        >>> rerun_text([{"accuracy": 0.6, "rerun_of": {"accuracy": 0.6}}, {"accuracy": 0.5}])
+        ['', 'Re-run to keep per-question predictions: 1 run; 1 gave the replaced accuracy exactly.']
+    """
+    pairs = [(r["accuracy"], r["rerun_of"].get("accuracy")) for r in runs if r.get("rerun_of")]
+    if not pairs:
+        return []
+    same = sum(1 for a, b in pairs if a is not None and b is not None and abs(a - b) < 1e-9)
+    diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+    worst = f"; largest change {max(diffs):.3f}" if same < len(pairs) and diffs else ""
+    return ["", f"Re-run to keep per-question predictions: {len(pairs)} run{'s' * (len(pairs) != 1)}; {same} gave "
+            f"the replaced accuracy exactly{worst}."]
 
 
 if __name__ == "__main__":

@@ -311,3 +311,12 @@ def test_cached_run_reruns_only_runs_without_predictions(tmp_path):
     r = cached_run(out, "t.lora.s42", fn, log=lambda m: None, reuse=[other], rerun_without_rows=True)
     assert r["accuracy"] == 0.52 and len(calls) == 1
     assert json.loads((out / "runs" / "t.lora.s42.json").read_text())["accuracy"] == 0.52
+
+
+def test_main_table_reports_whether_reruns_reproduced_the_stored_accuracy():
+    runs = [{"accuracy": 0.6, "rerun_of": {"accuracy": 0.6}}, {"accuracy": 0.63, "rerun_of": {"accuracy": 0.6}},
+            {"accuracy": 0.5}]
+    assert main_table.rerun_text(runs) == [
+        "", "Re-run to keep per-question predictions: 2 runs; 1 gave the replaced accuracy exactly; "
+        "largest change 0.030."]
+    assert main_table.rerun_text([{"accuracy": 0.5}]) == []
