@@ -9,7 +9,8 @@ settings) where both runs stored their per-question predictions (the ``rows`` of
 gets ``d = correct_A - correct_B`` averaged over the seeds; the reported difference is the mean of ``d``
 over questions, its standard error ``sd(d) / sqrt(questions)``. Questions are the sampling unit: a
 question counted under several seeds counts once. Runs without predictions are listed, not used. The
-"A right, B wrong" and "B right, A wrong" columns count (question, seed) pairs.
+"A right, B wrong" and "B right, A wrong" columns count (question, seed) pairs. ``zero_shot`` trains
+nothing, so its one stored run (whatever its seed) is paired with every seed of the other method.
 
 A method is named as in the run files (``{task}.{method}.s{seed}.e{epochs}.n{train}.t{test}.json``):
 ``jola``, ``lofit``, ``edit-jola.k14``, ``ablation-no_penalty``, ... Writes ``paired.csv`` and
@@ -31,6 +32,8 @@ from typing import Any, Sequence
 
 from analysis.common import fmt, write_table
 
+# methods that train nothing and score the same with every seed: one stored run pairs with every seed of the other
+SEEDLESS = frozenset({"zero_shot"})
 _STEM = re.compile(r"^(?P<head>.+)\.s(?P<seed>\d+)\.(?P<tail>e\d+\.n\d+\.t[^.]+)$")
 
 
@@ -112,27 +115,32 @@ def compare(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] |
     over every pair with predictions on both sides, and the runs left out for lack of predictions.
     ``settings`` (e.g. ``"e3.n50.t200"``) keeps only runs with those epochs and sample sizes."""
     def keep(r: StoredRun) -> bool:
-        return ((tasks is None or r.task in tasks) and (seeds is None or r.seed in seeds)
-                and (settings is None or r.settings == settings))
+        return ((tasks is None or r.task in tasks) and (settings is None or r.settings == settings)
+                and (seeds is None or r.seed in seeds or r.method in SEEDLESS))
 
-    by_key = {(r.task, r.seed, r.settings): r for r in runs if r.method == b and keep(r)}
+    def match(x: StoredRun, y: StoredRun) -> bool:
+        return ((x.task, x.settings) == (y.task, y.settings)
+                and (x.seed == y.seed or x.method in SEEDLESS or y.method in SEEDLESS))
+
+    once: dict[tuple[str, str, str], StoredRun] = {}  # a seedless method: its first stored run per task and settings
+    for r in runs:
+        if r.method in SEEDLESS:
+            once.setdefault((r.method, r.task, r.settings), r)
+    runs = [r for r in runs if r.method not in SEEDLESS or once[r.method, r.task, r.settings] is r]
     pairs, missing = [], []
-    for ra in runs:
-        if ra.method != a or not keep(ra):
-            continue
-        rb = by_key.get((ra.task, ra.seed, ra.settings))
-        if rb is None:
-            continue
-        without = [r.path.name for r in (ra, rb) if r.correct is None]
-        if without:
-            missing += without
-            continue
-        pairs.append((ra, rb))
+    for ra in (r for r in runs if r.method == a and keep(r)):
+        for rb in (r for r in runs if r.method == b and keep(r) and match(ra, r)):
+            without = [r.path.name for r in (ra, rb) if r.correct is None]
+            if without:
+                missing += [w for w in without if w not in missing]
+                continue
+            pairs.append((ra, rb))
     if not pairs:
         return None, missing
     res = paired_difference([x.correct for x, _ in pairs], [y.correct for _, y in pairs])  # type: ignore[misc]
     res["tasks"] = "/".join(dict.fromkeys(x.task for x, _ in pairs))
-    res["seeds"] = "/".join(str(s) for s in sorted({x.seed for x, _ in pairs}))
+    seeded = [y if x.method in SEEDLESS else x for x, y in pairs]
+    res["seeds"] = "/".join(str(s) for s in sorted({r.seed for r in seeded}))
     return res, missing
 
 

@@ -274,6 +274,14 @@ def test_paired_difference_pairs_runs_by_task_seed_and_settings(tmp_path, capsys
     rows = _rows(tmp_path / "out" / "paired.csv")
     assert [(r["settings"], r["diff"], r["pairs"]) for r in rows] == [("e3.n50.t4", "1.0", "1"),
                                                                        ("e3.n200.t4", row["diff"], "2")]
+    # zero-shot trains nothing: its one run (any seed) pairs with every seed, on either side, seed filter or not
+    _stored_run(study, "boolq", "zero_shot", 7, [False, True, False, True])
+    _stored_run(study, "boolq", "zero_shot", 8, [False] * 4)  # a second copy is not counted again
+    res, _ = paired.compare(paired.load_runs([study, other]), "edit-jola.k14", "zero_shot", settings="e3.n200.t4")
+    # d per question over seeds 1 and 2 (seed 3 has no predictions): q0 1, q1 (0+0)/2, q2 (0+1)/2, q3 -1
+    assert (res["pairs"], res["seeds"], res["diff"]) == (2, "1/2", pytest.approx((1 + 0 + 0.5 - 1) / 4))
+    res, _ = paired.compare(paired.load_runs([study]), "zero_shot", "edit-jola.k14", seeds=[2], settings="e3.n200.t4")
+    assert (res["pairs"], res["seeds"], res["diff"]) == (1, "2", pytest.approx((-1 + 0 - 1 + 1) / 4))
     with pytest.raises(SystemExit):
         paired.main(["--studies", str(study), "--a", "edit-jola.k14", "--b", "edit-dsp.k14"])
     assert "edit-lofit.k14" in capsys.readouterr().err
