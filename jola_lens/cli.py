@@ -1,5 +1,8 @@
 """The ``jola-lens`` command: train | eval | heads | merge | demo.
 
+``train`` trains JoLA or any other editor (``--method lora``) from a recipe (``--recipe demo``, the
+default, or ``paper``) with flags on top; ``eval --run`` and ``heads`` read a saved run of any editor.
+
 User errors (bad paths, malformed data, a run trained on another model, bad settings)
 exit with status 2 and one line on stderr, never a traceback.
 """
@@ -13,16 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_DEFAULTS = dict(epochs=3, lr=5e-3, gate_lr=0.2, penalty="paper", gate_schedule="constant",
-                     gate_lambda=5e-3, warmup_steps=10)
+from .recipes import DEMO_DEFAULTS, list_recipes  # noqa: F401  (DEMO_DEFAULTS: its first home was here)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .data import DataError
+    from .tasks import DataError
     from .loading import ModelLoadError
-    from .model import JoLALoadError
+    from .editors.base import EditorLoadError
 
-    return (DataError, ModelLoadError, JoLALoadError, ValueError, FileNotFoundError, NotADirectoryError)
+    return (DataError, ModelLoadError, EditorLoadError, ValueError, FileNotFoundError, NotADirectoryError)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
@@ -40,6 +42,10 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default=None, choices=list_recipes(),
+                   help="training settings to start from (default: demo; paper: the JoLA paper's)")
+    p.add_argument("--method", default="jola",
+                   help="editor to train: jola (default), lora, bitfit, red, loreft, lofit, iti")
     p.add_argument("--config", default=None, help="YAML with sections task, jola, train (flags override it)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -77,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
     _add_task_args(p)
-    p.add_argument("--run", default=None, help="a saved run folder (edits.safetensors + jola_config.json)")
+    p.add_argument("--run", default=None, help="a saved run folder of any editor (edits.safetensors + jola_config.json)")
     p.add_argument("--out", default=None, help="write scores and per-example predictions here")
     p.add_argument("--no-generation", action="store_true")
 
-    p = sub.add_parser("heads", help="table of the open heads of a saved run")
+    p = sub.add_parser("heads", help="table of the open (or chosen) heads of a saved run")
     p.add_argument("run")
     p.add_argument("--html", default=None, help="also write heatmap and trajectory figures into this folder")
     p.add_argument("--all", action="store_true", help="list every head, open or not")
@@ -122,8 +128,8 @@ def _load_yaml(path: str | None) -> dict[str, Any]:
         cfg = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict) or set(cfg) - {"task", "jola", "train"}:
-        raise ValueError(f"{p}: expected a mapping with sections task, jola, train")
+    if not isinstance(cfg, dict) or set(cfg) - {"task", "jola", "train", "recipe"}:
+        raise ValueError(f"{p}: expected a mapping with sections task, jola, train (and optionally recipe)")
     return cfg
 
 
@@ -140,6 +146,7 @@ def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
 
 def _configs(args: argparse.Namespace, base: dict[str, Any]):
     from .config import JoLAConfig
+    from .recipes import get_recipe
     from .train import TrainConfig
 
     j = dict(base.get("jola", {}))
@@ -150,13 +157,14 @@ def _configs(args: argparse.Namespace, base: dict[str, Any]):
             j[key] = getattr(args, key)
     if args.sites:
         j["sites"] = tuple(args.sites.split(","))
-    t = dict(base.get("train", {}))
+    recipe = get_recipe(getattr(args, "recipe", None) or base.get("recipe") or "demo")
+    t = {**recipe.train, **base.get("train", {})}
     for key in ("epochs", "lr", "gate_lr", "batch_size", "penalty", "gate_schedule", "gate_lambda",
                 "warmup_steps", "patience", "seed"):
         v = getattr(args, key, None)
         if v is not None:
             t[key] = v
-    return JoLAConfig.from_dict(j), TrainConfig.from_dict(t)
+    return JoLAConfig.from_dict({**recipe.jola, **j}), TrainConfig.from_dict(t)
 
 
 def _print_heads(rows: list[dict[str, Any]], limit: int | None = 20) -> None:
@@ -183,14 +191,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .config import JoLAConfig
     from .experiment import TaskSpec, run_experiment
     from .loading import load_model
-    from .train import TrainConfig
+    from .recipes import get_recipe
 
     t0 = time.time()
     out = Path(args.out)
     print("[jola_lens] loading the bundled SmolLM2-135M-Instruct")
     model = load_model("smollm2")
     spec = TaskSpec(task="demo", seed=args.seed, train_size=args.train_size, test_size=args.test_size)
-    tc = TrainConfig(**{**DEMO_DEFAULTS, "epochs": args.epochs}, seed=args.seed)
+    tc = get_recipe("demo").train_config(epochs=args.epochs, seed=args.seed)
     res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=out,
                          progress=not args.no_progress)
     r = res.results
@@ -224,27 +232,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = _spec(args, base.get("task"))
     jc, tc = _configs(args, base)
     model = load_model(args.model)
+    from .editors import list_editors
+
+    if args.method not in list_editors():
+        raise ValueError(f"unknown --method {args.method!r}; choose from {list_editors()}")
     res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=args.out,
                          zero_shot=not args.no_zero_shot, generation=not args.no_generation,
-                         progress=not args.no_progress)
-    _write_figures(Path(args.out))
-    print(json.dumps({k: res.results[k] for k in ("zero_shot", "jola", "open_gates") if k in res.results}, indent=2))
+                         progress=not args.no_progress, method=args.method)
+    if args.method == "jola":
+        _write_figures(Path(args.out))
+    keys = ("zero_shot", args.method, "open_gates")
+    print(json.dumps({k: res.results[k] for k in keys if k in res.results}, indent=2))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .editors import load_editor
+    from .editors.io import read_meta
     from .experiment import evaluate_task, load_task_data
     from .loading import load_model
-    from .model import JoLAModel
 
-    model = load_model(args.model)
     spec = _spec(args)
-    target = JoLAModel.load(args.run, model) if args.run else model
+    if args.run:
+        read_meta(args.run)  # a missing or malformed run folder is reported before the model loads
+    model = load_model(args.model)
+    target = load_editor(args.run, model) if args.run else model
     td = load_task_data(spec)
     out = Path(args.out) if args.out else None
     r = evaluate_task(target, td, spec, generation=not args.no_generation, progress=not args.no_progress,
                       out_path=out / "predictions.jsonl" if out else None)
-    r["which"] = f"JoLA edits from {args.run}" if args.run else "zero-shot"
+    r["which"] = f"{target.display_name} edits from {args.run}" if args.run else "zero-shot"
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "scores.json").write_text(json.dumps(r, indent=2))
@@ -253,33 +270,45 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def read_run_heads(run: str | Path) -> list[dict[str, Any]]:
-    """Open-head rows from a saved run, without loading a model."""
+    """One row per head of a saved run (layer, head, g_a, g_m, |a|, |m|), open heads first, without
+    loading a model.
+
+    JoLA runs: the deterministic gates and edit norms. Editors that choose heads (LoFiT, ITI): the
+    chosen heads have gate 1 (``g_a``; ``g_m`` 0) and the norm of their offset. Other editors edit no
+    particular heads: a clear error.
+    """
     import torch
-    from safetensors.torch import load_file
 
     from .config import JoLAConfig
+    from .editors.io import read_run
     from .gates import deterministic
-    from .model import CONFIG_FILE, EDITS_FILE, JoLALoadError
 
     d = Path(run)
-    if not (d / CONFIG_FILE).is_file() or not (d / EDITS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a saved JoLA run (needs {CONFIG_FILE} and {EDITS_FILE})")
-    try:
-        cfg = JoLAConfig.from_dict(json.loads((d / CONFIG_FILE).read_text())["jola_config"])
-        t = load_file(str(d / EDITS_FILE))
-    except Exception as e:
-        raise JoLALoadError(f"{d}: cannot read the run ({type(e).__name__}: {e})") from None
-    mask = t["attn.mask"].float()
+    saved = read_run(d)
+    t = saved.tensors
+    if saved.editor == "jola":
+        cfg = JoLAConfig.from_dict(saved.config)
+        if "attn.mask" not in t:
+            raise ValueError(f"{d}: this JoLA run edits no attention heads (sites {list(cfg.sites)})")
+        mask = t["attn.mask"].float()
 
-    def gate(kind: str) -> torch.Tensor:
-        key = {"two": f"attn.gate_{kind}.log_alpha", "shared": "attn.gate_shared.log_alpha"}.get(cfg.gate_mode)
-        if key and key in t:
-            return deterministic(t[key], tuple(cfg.limits)) * mask
-        return mask if f"attn.{kind}" in t else torch.zeros_like(mask)
+        def gate(kind: str) -> torch.Tensor:
+            key = {"two": f"attn.gate_{kind}.log_alpha", "shared": "attn.gate_shared.log_alpha"}.get(cfg.gate_mode)
+            if key and key in t:
+                return deterministic(t[key], tuple(cfg.limits)) * mask
+            return mask if f"attn.{kind}" in t else torch.zeros_like(mask)
 
-    ga, gm = gate("a"), gate("m")
-    na = t["attn.a"].norm(dim=-1) if "attn.a" in t else torch.zeros_like(mask)
-    nm = t["attn.m"].norm(dim=-1) if "attn.m" in t else torch.zeros_like(mask)
+        ga, gm = gate("a"), gate("m")
+        na = t["attn.a"].norm(dim=-1) if "attn.a" in t else torch.zeros_like(mask)
+        nm = t["attn.m"].norm(dim=-1) if "attn.m" in t else torch.zeros_like(mask)
+    elif saved.editor in ("lofit", "iti"):
+        mask = (t["edit.mask"] if saved.editor == "lofit" else t["mask"]).float()
+        vec = t["edit.a"] if saved.editor == "lofit" else t["shift"]
+        ga, gm = mask, torch.zeros_like(mask)
+        na, nm = vec.norm(dim=-1) * mask, torch.zeros_like(mask)
+    else:
+        raise ValueError(f"{d} is a {saved.editor} run: it edits no particular attention heads, so it has no "
+                         "head table (heads works for jola, lofit and iti runs)")
     rows = []
     for layer in range(mask.shape[0]):
         for head in range(mask.shape[1]):
@@ -305,12 +334,17 @@ def cmd_heads(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
+    from .editors import load_editor, model_identity
+    from .editors.io import read_meta
     from .loading import load_model
-    from .model import JoLAModel, model_identity
 
+    read_meta(args.run)
     model = load_model(args.model)
-    jm = JoLAModel.load(args.run, model)
-    merged = jm.merge(inplace=True)
+    editor = load_editor(args.run, model)
+    if not editor.supports_merge:
+        raise ValueError(f"{args.run} is a {editor.display_name} run: its edit depends on token positions and "
+                         "does not fold into the weights")
+    merged = editor.merge(inplace=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(out / "model.safetensors"))

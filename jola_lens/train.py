@@ -1,4 +1,10 @@
-"""JoLATrainer: answer-only cross-entropy plus the expected-L0 gate penalty.
+"""The one trainer: answer-only cross-entropy plus the editor's penalty, for every editor.
+
+:class:`Trainer` trains any :class:`~jola_lens.editors.Editor` (JoLA, every baseline, the trained
+selector stages): it asks the editor for its parameters, its penalty (``editor.penalty``: JoLA's
+expected-L0 gate term, 0 for most baselines), the numbers to show per step
+(``editor.progress_stats``) and, where it has gates, what to write into the gate log
+(``editor.gate_snapshot``). ``JoLATrainer`` is the first release's name of the same class.
 
 The loop is plain PyTorch: AdamW, cosine schedule with warm-up, gradient clipping,
 early stopping on validation loss with restore of the best edits, a gate log of the
@@ -8,9 +14,9 @@ and ``resume``. Only the answer positions are unembedded.
 Example (a tiny random model)::
 
     from jola_lens import JoLAModel
-    from jola_lens.train import JoLATrainer, TrainConfig
-    trainer = JoLATrainer(JoLAModel(model), train=tokenised_train, valid=tokenised_valid,
-                          config=TrainConfig(epochs=3), out_dir="runs/x")
+    from jola_lens.train import Trainer, TrainConfig
+    trainer = Trainer(JoLAModel(model), train=tokenised_train, valid=tokenised_valid,
+                      config=TrainConfig(epochs=3), out_dir="runs/x")
     result = trainer.train()
 """
 
@@ -22,56 +28,60 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .data import DataCollator, length_grouped_batches
-from .model import JoLAModel
-from .schedule import PENALTIES, SCHEDULES, GateSchedule, gate_penalty
+from .tasks import DataCollator, length_grouped_batches
+from .schedule import PENALTIES, SCHEDULES, GateSchedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .editors.base import Editor
 
 
 @dataclass
 class TrainConfig:
-    """Training settings. Defaults follow the JoLA code (METHODS.md 1.6) unless noted.
+    """Training settings. The defaults are the ``demo`` recipe (:mod:`jola_lens.recipes`), which
+    trains and closes gates on the bundled model in 3 epochs; ``get_recipe("paper").train_config()``
+    gives the JoLA paper's and code's settings (METHODS.md 1.6), noted below as "JoLA".
 
     Attributes:
         lr: AdamW learning rate for a and m (JoLA: 5e-3).
-        gate_lr: learning rate for the gate log-alphas (``None``: same as ``lr``).
+        gate_lr: learning rate for the gate log-alphas (``None``: same as ``lr``, as in JoLA; demo: 0.2).
         batch_size: examples per optimiser step (JoLA: 8).
         eval_batch_size: batch size of validation passes.
-        epochs: maximum epochs (JoLA: 20).
+        epochs: maximum epochs (demo: 3; JoLA: 20).
         max_steps: stop after this many optimiser steps (``None``: no limit).
-        warmup_steps: linear warm-up steps of the cosine schedule (JoLA: 50).
+        warmup_steps: linear warm-up steps of the cosine schedule (demo: 10; JoLA: 50).
         lr_schedule: ``"cosine"``, ``"linear"`` or ``"constant"`` (after warm-up).
         weight_decay: AdamW weight decay (JoLA: 0).
         max_grad_norm: gradient clipping (HF default 1.0; 0 disables).
         patience: early-stopping patience in epochs on validation loss (JoLA: 2; 0 disables).
-        penalty: ``"jola_code"`` (the released code), ``"paper"`` (lambda * sum P(open)) or ``"none"``.
-        gate_schedule: one of ``constant, expon, linear, cyclic, perform`` (JoLA: expon).
-        gate_lambda: lambda_0 (``None``: the code's constant for the schedule).
+        penalty: ``"jola_code"`` (the released code; JoLA), ``"paper"`` (lambda * sum P(open); demo) or ``"none"``.
+        gate_schedule: one of ``constant, expon, linear, cyclic, perform`` (demo: constant; JoLA: expon).
+        gate_lambda: lambda_0 (``None``: the code's constant for the schedule, as in JoLA; demo: 5e-3).
         seed: seeds data order, gate samples and initialisation replays.
         eval_every_epochs: validation frequency.
         log_gates_every: record the gate log every this many steps.
     """
 
     lr: float = 5e-3
-    gate_lr: float | None = None
+    gate_lr: float | None = 0.2
     batch_size: int = 8
     eval_batch_size: int = 8
-    epochs: int = 20
+    epochs: int = 3
     max_steps: int | None = None
-    warmup_steps: int = 50
+    warmup_steps: int = 10
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     patience: int = 2
-    penalty: str = "jola_code"
-    gate_schedule: str = "expon"
-    gate_lambda: float | None = None
+    penalty: str = "paper"
+    gate_schedule: str = "constant"
+    gate_lambda: float | None = 5e-3
     seed: int = 42
     eval_every_epochs: int = 1
     log_gates_every: int = 1
@@ -106,10 +116,10 @@ def _from_original_interface(jola, train_dataset, eval_dataset, tokenizer, args,
     """Map ``JoLATrainer(model, train_dataset=, eval_dataset=, tokenizer=, args=TrainingArguments,
     callbacks=[EarlyStoppingCallback], gate_scheduler=)`` onto our trainer.
 
-    Datasets are lists (or HF datasets) of examples from :class:`jola_lens.data.JoLADataset`;
+    Datasets are lists (or HF datasets) of examples from :class:`jola_lens.compat.JoLADataset`;
     they are tokenised with JoLA's Alpaca prompt and the bare label as target, as the original.
     """
-    from .data import load_examples, tokenize_examples
+    from .tasks import load_examples, tokenize_examples
 
     tok = tokenizer if tokenizer is not None else jola.model.tokenizer
 
@@ -139,6 +149,8 @@ def _from_original_interface(jola, train_dataset, eval_dataset, tokenizer, args,
         seed=int(get("seed", 42)),
         penalty="jola_code" if gate_scheduler else "none",
         gate_schedule=gate_scheduler or "expon",
+        gate_lr=None,  # the original trains gates with the edits' learning rate
+        gate_lambda=None,  # and takes lambda from its schedule's constant
     )
     ours = []
     for cb in callbacks or []:
@@ -198,16 +210,17 @@ class GateLog:
         self.lambdas: list[float] = []
         self.data: dict[str, list[Tensor]] = {}
 
-    def record(self, step: int, lam: float, jola: JoLAModel, site: str = "attn") -> None:
-        e = jola.edits[site]
-        det = e.deterministic_gates()
-        po = jola.prob_open(site)
-        used = e.last_gates or det
+    def record(self, step: int, lam: float, snapshot: Any) -> None:
+        """Append one step: ``snapshot`` is ``editor.gate_snapshot()`` (``"a.value"``,
+        ``"a.deterministic"``, ``"a.prob_open"``... each ``[n_layers, n_heads]``), or an editor."""
+        if hasattr(snapshot, "gate_snapshot"):
+            snapshot = snapshot.gate_snapshot()
+        if not snapshot:
+            return
         self.steps.append(step)
         self.lambdas.append(float(lam))
-        for k in e.kinds():
-            for what, src in (("value", used), ("deterministic", det), ("prob_open", po)):
-                self.data.setdefault(f"{k}.{what}", []).append(src[k].detach().float().cpu().clone())
+        for key, value in snapshot.items():
+            self.data.setdefault(key, []).append(value.detach().float().cpu().clone())
 
     def tensor(self, key: str) -> Tensor:
         """e.g. ``tensor("a.prob_open")``: ``[steps, n_layers, n_heads]``."""
@@ -267,11 +280,11 @@ class TrainResult:
         return dataclasses.asdict(self)
 
 
-class JoLATrainer:
-    """Train a JoLAModel's edits on tokenised examples (dicts with ``input_ids`` and ``labels``).
+class Trainer:
+    """Train an editor's edits on tokenised examples (dicts with ``input_ids`` and ``labels``).
 
     Args:
-        jola: the model with its edits.
+        editor: any :class:`~jola_lens.editors.Editor` (JoLA, a baseline, a selector's stage).
         train, valid: tokenised examples (labels -100 except on answer tokens).
         config: :class:`TrainConfig`.
         out_dir: where checkpoints, the gate log and the final edits go (optional).
@@ -280,7 +293,7 @@ class JoLATrainer:
 
     def __init__(
         self,
-        jola: JoLAModel,
+        editor: "Editor",
         train: list[dict[str, Any]] | None = None,
         valid: list[dict[str, Any]] | None = None,
         config: TrainConfig | None = None,
@@ -301,17 +314,17 @@ class JoLATrainer:
     ) -> None:
         if train_dataset is not None:  # the original package's keyword interface
             train, valid, config, out_dir, callbacks = _from_original_interface(
-                jola, train_dataset, eval_dataset, tokenizer, args, gate_scheduler, max_seq_length, callbacks
+                editor, train_dataset, eval_dataset, tokenizer, args, gate_scheduler, max_seq_length, callbacks
             )
         if not train:
             raise ValueError("the training set is empty")
-        self.jola = jola
+        self.editor = editor
         self.train_data = train
         self.valid_data = valid or []
         self.config = config or TrainConfig()
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
-        tok = getattr(jola.model, "tokenizer", None)
+        tok = getattr(editor.model, "tokenizer", None)
         self.pad_id = pad_id if pad_id is not None else (tok.pad_token_id if tok is not None else 0)
         self.callbacks = callbacks or []
         c = self.config
@@ -319,7 +332,8 @@ class JoLATrainer:
         self.total_steps = self.steps_per_epoch * c.epochs
         if c.max_steps is not None:
             self.total_steps = min(self.total_steps, c.max_steps)
-        self.schedule = GateSchedule(c.gate_schedule, c.gate_lambda, self.total_steps)
+        # the penalty weight over training; None for editors without a penalty
+        self.schedule: GateSchedule | None = editor.penalty_schedule(c, self.total_steps)
         self.gate_log = GateLog()
         self.step = 0
         self.epoch = 0
@@ -331,6 +345,11 @@ class JoLATrainer:
         self.bad_epochs = 0
         self._build_optimizer()
 
+    @property
+    def jola(self) -> "Editor":
+        """The editor being trained (the first release's attribute name)."""
+        return self.editor
+
     # -- optimiser -----------------------------------------------------------------------------
     def _build_optimizer(self) -> None:
         c = self.config
@@ -341,7 +360,10 @@ class JoLATrainer:
         if gate_params:
             groups.append({"params": gate_params, "lr": c.gate_lr or c.lr})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        def lr_factor(step: int) -> float:  # a plain function: LambdaLR keeps it out of its state_dict
+            return self._lr_factor(step)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -439,12 +461,11 @@ class JoLATrainer:
     def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Any]:
         c = self.config
         good_state = self.jola.edit_state()
-        lam = self.schedule.value(self.step + 1)
+        lam = self.schedule.value(self.step + 1) if self.schedule is not None else 0.0
         self._observe(batch)
         with self.jola.applied():
             ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-        n_heads = self.jola.model.cfg.n_heads
-        pen = sum(gate_penalty(e.prob_open(), lam, c.penalty, n_heads) for e in self.jola.edits.values())
+        pen = self.jola.penalty(self.step + 1, lam)
         loss = ce + pen
         if not bool(torch.isfinite(loss.detach())):
             self.jola.load_edit_state(good_state)
@@ -458,17 +479,20 @@ class JoLATrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.schedule.observe(float(loss.detach()))
-        if self.step % c.log_gates_every == 0 and "attn" in self.jola.edits:
-            self.gate_log.record(self.step, lam, self.jola)
-        counts = self.jola.open_gate_counts() if "attn" in self.jola.edits else {"total": -1}
-        return {"step": self.step, "ce": float(ce.detach()), "penalty": float(pen.detach()) if torch.is_tensor(pen) else float(pen), "lambda": lam, "open": counts["total"]}
+        if self.schedule is not None:
+            self.schedule.observe(float(loss.detach()))
+        if self.step % c.log_gates_every == 0:
+            snap = self.jola.gate_snapshot()
+            if snap is not None:
+                self.gate_log.record(self.step, lam, snap)
+        counts = self.jola.progress_stats()
+        return {"step": self.step, "ce": float(ce.detach()),
+                "penalty": float(pen.detach()) if torch.is_tensor(pen) else float(pen), "lambda": lam,
+                "open": counts.get("total", -1)}
 
     def _observe(self, batch: dict[str, Tensor]) -> None:
         """Show the batch (labels included) to edits that depend on where the prompt ends."""
-        observe = getattr(self.jola, "observe_batch", None)
-        if observe is not None:
-            observe(batch)
+        self.jola.observe_batch(batch)
 
     def _end_of_epoch(self) -> bool:
         """Validate, keep the best edits; True when early stopping triggers."""
@@ -476,7 +500,7 @@ class JoLATrainer:
         if self.epoch % c.eval_every_epochs != 0:
             return False
         v = self.validation_loss()
-        counts = self.jola.open_gate_counts() if "attn" in self.jola.edits else {}
+        counts = self.jola.progress_stats()
         self.history.append({"epoch": self.epoch, "step": self.step, "valid_loss": v, **counts})
         if v is None:
             self.best_state = self.jola.edit_state()
@@ -513,7 +537,7 @@ class JoLATrainer:
         meta = {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "best_valid": self.best_valid, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-            "history": self.history, "schedule": self.schedule.state_dict(),
+            "history": self.history, "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "scheduler": self.scheduler.state_dict(),
             "opt_param_groups": opt["param_groups"],
             "train_config": self.config.to_dict(),
@@ -544,6 +568,11 @@ class JoLATrainer:
         self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         self.best_valid, self.best_epoch, self.bad_epochs = meta["best_valid"], meta["best_epoch"], meta["bad_epochs"]
         self.history = meta["history"]
-        self.schedule.load_state_dict(meta["schedule"])
+        if self.schedule is not None and meta.get("schedule") is not None:
+            self.schedule.load_state_dict(meta["schedule"])
         if (d / "gate_log.json").is_file():
             self.gate_log = GateLog.load(d)
+
+
+#: the first release's name of the one trainer
+JoLATrainer = Trainer
