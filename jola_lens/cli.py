@@ -279,28 +279,18 @@ def read_run_heads(run: str | Path) -> list[dict[str, Any]]:
     """
     import torch
 
-    from .config import JoLAConfig
     from .editors.io import read_run
-    from .gates import deterministic
+    from .editors.jola import saved_head_gates
 
     d = Path(run)
     saved = read_run(d)
     t = saved.tensors
     if saved.editor == "jola":
-        cfg = JoLAConfig.from_dict(saved.config)
-        if "attn.mask" not in t:
-            raise ValueError(f"{d}: this JoLA run edits no attention heads (sites {list(cfg.sites)})")
+        gates, norms = saved_head_gates(saved, "attn")
         mask = t["attn.mask"].float()
-
-        def gate(kind: str) -> torch.Tensor:
-            key = {"two": f"attn.gate_{kind}.log_alpha", "shared": "attn.gate_shared.log_alpha"}.get(cfg.gate_mode)
-            if key and key in t:
-                return deterministic(t[key], tuple(cfg.limits)) * mask
-            return mask if f"attn.{kind}" in t else torch.zeros_like(mask)
-
-        ga, gm = gate("a"), gate("m")
-        na = t["attn.a"].norm(dim=-1) if "attn.a" in t else torch.zeros_like(mask)
-        nm = t["attn.m"].norm(dim=-1) if "attn.m" in t else torch.zeros_like(mask)
+        zero = torch.zeros_like(mask)
+        ga, gm = gates.get("a", zero), gates.get("m", zero)
+        na, nm = norms.get("a", zero), norms.get("m", zero)
     elif saved.editor in ("lofit", "iti"):
         mask = (t["edit.mask"] if saved.editor == "lofit" else t["mask"]).float()
         vec = t["edit.a"] if saved.editor == "lofit" else t["shift"]

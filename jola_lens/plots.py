@@ -411,32 +411,13 @@ def load_final_gates(
         >>> bool(torch.allclose(gates["a"], jola.gates()["a"]))
         True
     """
-    from safetensors.torch import load_file
-
-    from .config import JoLAConfig
-    from .model import CONFIG_FILE, EDITS_FILE
+    from .editors.io import CONFIG_FILE, EDITS_FILE, is_run_folder, read_run
+    from .editors.jola import saved_head_gates
 
     d = Path(run_dir)
-    for name in (CONFIG_FILE, EDITS_FILE):
-        if not (d / name).is_file():
-            raise FileNotFoundError(f"{d / name} not found: a saved JoLA run holds {CONFIG_FILE} and {EDITS_FILE}")
-    meta = json.loads((d / CONFIG_FILE).read_text())
-    config = JoLAConfig.from_dict(meta["jola_config"])
-    tensors = load_file(str(d / EDITS_FILE))
-    if f"{site}.mask" not in tensors:
-        saved = sorted({k.split(".")[0] for k in tensors})
-        raise ValueError(f"{d / EDITS_FILE} holds no edits for site {site!r}; saved sites: {saved}")
-    mask = tensors[f"{site}.mask"].float()
-    gates: dict[str, Tensor] = {}
-    norms: dict[str, Tensor] = {}
-    for k in KINDS:
-        if f"{site}.{k}" not in tensors:
-            continue
-        log_alpha = tensors.get(f"{site}.gate_shared.log_alpha", tensors.get(f"{site}.gate_{k}.log_alpha"))
-        g = torch.ones_like(mask) if log_alpha is None else _deterministic_gate(log_alpha.float(), config.limits)
-        gates[k] = g * mask
-        norms[k] = tensors[f"{site}.{k}"].float().norm(dim=-1)
-    return gates, norms
+    if not is_run_folder(d):
+        raise FileNotFoundError(f"{d / CONFIG_FILE} not found: a saved JoLA run holds {CONFIG_FILE} and {EDITS_FILE}")
+    return saved_head_gates(read_run(d), site)
 
 
 # ---- 3. animation ----------------------------------------------------------------------------

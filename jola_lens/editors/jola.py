@@ -312,3 +312,34 @@ class JoLAModel(Editor):
         for p in self.edits.parameters():
             p.requires_grad_(True)
         return self.edit_parameters()
+
+
+def saved_head_gates(run: Any, site: str = "attn") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Final deterministic gates and edit norms per head of a saved JoLA run (a
+    :class:`~jola_lens.editors.io.SavedRun`), without building a model.
+
+    gate = clamp(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1) with the saved limits, times the
+    saved head mask (a shared gate serves both kinds; without gates the value is the mask); norms
+    are ``|a|`` and ``|m|`` per head. Returns ``(gates, norms)``, each ``{"a": ..., "m": ...}`` for
+    the kinds the run edits, each ``[n_layers, n_heads]``.
+    """
+    from ..gates import deterministic
+
+    if run.editor != "jola":
+        raise ValueError(f"{run.path} is a {run.editor} run, not a JoLA run: it has no gates")
+    config = JoLAConfig.from_dict(run.config)
+    t = run.tensors
+    if f"{site}.mask" not in t:
+        saved = sorted({k.split(".")[0] for k in t})
+        raise ValueError(f"{run.path}/{EDITS_FILE} holds no edits for site {site!r}; saved sites: {saved}")
+    mask = t[f"{site}.mask"].float()
+    gates: dict[str, Tensor] = {}
+    norms: dict[str, Tensor] = {}
+    for k in ("a", "m"):
+        if f"{site}.{k}" not in t:
+            continue
+        log_alpha = t.get(f"{site}.gate_shared.log_alpha", t.get(f"{site}.gate_{k}.log_alpha"))
+        g = torch.ones_like(mask) if log_alpha is None else deterministic(log_alpha.float(), tuple(config.limits))
+        gates[k] = g * mask
+        norms[k] = t[f"{site}.{k}"].float().norm(dim=-1)
+    return gates, norms
