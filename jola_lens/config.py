@@ -21,10 +21,36 @@ EDIT_KINDS = ("both", "additive", "multiplicative")
 GATE_MODES = ("two", "shared", "none")
 SITES = ("attn", "mlp")
 GATE_INITS = ("xavier", "constant")
+_TUPLE_FIELDS = ("sites", "limits")
 
 
 @dataclass
-class JoLAConfig:
+class EditorConfig:
+    """Base of the per-method settings dataclasses (``JoLAConfig``, ``LoRAConfig``...).
+
+    Each subclass is a plain dataclass of JSON values; ``to_dict`` / ``from_dict`` round-trip it
+    and ``from_dict`` rejects unknown fields.
+
+    Example:
+        >>> from jola_lens.editors import LoRAConfig
+        >>> LoRAConfig.from_dict(LoRAConfig(rank=4).to_dict()).rank
+        4
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EditorConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class JoLAConfig(EditorConfig):
     """What to edit and how.
 
     Attributes:
@@ -88,6 +114,8 @@ class JoLAConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown JoLAConfig fields: {sorted(unknown)}")
+        # JSON and YAML have no tuples: to_dict writes the tuple fields as lists
+        d = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 
     # ---- compatibility with the original `jola` package ------------------------------
@@ -105,7 +133,7 @@ class JoLAConfig:
             # A real checkpoint directory, so that AutoTokenizer.from_pretrained(**model_config)
             # works as in the original quick-start.
             cfg["model_config"]["pretrained_model_name_or_path"] = str(bundled_checkpoint_dir(verbose=False))
-            cfg["data_config"]["data_path"] = str(Path(__file__).parent / "data" / "arc_easy")
+            cfg["data_config"]["data_path"] = str(Path(__file__).parent / "assets" / "arc_easy")
             return cfg
         if config_path is None:
             raise ValueError("get_jola_config(default=False) needs config_path")

@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor, nn
+
+from ..config import EditorConfig  # noqa: F401  (re-exported: the base of every editor's config)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..schedule import GateSchedule
@@ -115,26 +115,6 @@ def attached_hooks(model: Any, hooks: list[tuple[str, HookFn]]) -> Iterator[Any]
             handle.hook.remove()
             if handle in hp.fwd_hooks:
                 hp.fwd_hooks.remove(handle)
-
-
-@dataclass
-class EditorConfig:
-    """Base of the per-method settings dataclasses (``JoLAConfig``, ``LoRAConfig``...).
-
-    Each subclass is a plain dataclass of JSON values; ``to_dict`` / ``from_dict`` round-trip it
-    and ``from_dict`` rejects unknown fields.
-    """
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EditorConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 class PromptPositions:
