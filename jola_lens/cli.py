@@ -20,9 +20,9 @@ from .recipes import DEMO_DEFAULTS, list_recipes  # noqa: F401  (DEMO_DEFAULTS: 
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .tasks import DataError
-    from .loading import ModelLoadError
     from .editors.base import EditorLoadError
+    from .loading import ModelLoadError
+    from .tasks import DataError
 
     return (DataError, ModelLoadError, EditorLoadError, ValueError, FileNotFoundError, NotADirectoryError)
 
@@ -30,14 +30,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
     p.add_argument("--task", default=default_task,
                    help="'demo' (bundled ARC-Easy sample), a task folder name under --data-root, or a folder path")
-    p.add_argument("--data-root", default=None, help="folder holding task folders (default: $JOLA_LENS_DATA, ./data, ../shared/data)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding task folders (default: $JOLA_LENS_DATA, ./data, ../shared/data)")
     p.add_argument("--style", default=None, help="prompt style: chat | alpaca | cloze | qa")
     p.add_argument("--target", default=None, help="label | choice_text")
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--valid-size", type=int, default=None)
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--model", default="smollm2", help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name")
+    p.add_argument("--model", default="smollm2",
+                   help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
     _add_task_args(p)
-    p.add_argument("--run", default=None, help="a saved run folder of any editor (edits.safetensors + jola_config.json)")
+    p.add_argument("--run", default=None,
+                   help="a saved run folder of any editor (edits.safetensors + jola_config.json)")
     p.add_argument("--out", default=None, help="write scores and per-example predictions here")
     p.add_argument("--no-generation", action="store_true")
 
@@ -173,7 +176,8 @@ def _print_heads(rows: list[dict[str, Any]], limit: int | None = 20) -> None:
         return
     print(f"  {'layer':>5} {'head':>4} {'g_a':>6} {'g_m':>6} {'|a|':>7} {'|m|':>7}")
     for r in rows[:limit] if limit else rows:
-        print(f"  {r['layer']:>5} {r['head']:>4} {r['g_a']:>6.3f} {r['g_m']:>6.3f} {r['norm_a']:>7.3f} {r['norm_m']:>7.3f}")
+        print(f"  {r['layer']:>5} {r['head']:>4} {r['g_a']:>6.3f} {r['g_m']:>6.3f} "
+              f"{r['norm_a']:>7.3f} {r['norm_m']:>7.3f}")
     if limit and len(rows) > limit:
         print(f"  ... {len(rows) - limit} more (jola-lens heads RUN --all)")
 

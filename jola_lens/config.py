@@ -10,9 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .gates import BETA, LIMITS
@@ -118,56 +116,4 @@ class JoLAConfig(EditorConfig):
         d = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 
-    # ---- compatibility with the original `jola` package ------------------------------
-    @classmethod
-    def get_jola_config(cls, default: bool = True, config_path: str | Path | None = None) -> dict[str, Any]:
-        """The original package's nested config dict (``model_config``, ``training_config``,
-        ``data_config``, ``jola_config``). ``default=True`` returns our defaults, which follow
-        the original ``config.yaml`` except for the model (the bundled SmolLM2's cached checkpoint
-        directory), the device (cpu) and the data (the bundled ARC-Easy sample).
-        """
-        if default:
-            cfg = json.loads(json.dumps(_ORIGINAL_DEFAULTS))
-            from .loading import bundled_checkpoint_dir
 
-            # A real checkpoint directory, so that AutoTokenizer.from_pretrained(**model_config)
-            # works as in the original quick-start.
-            cfg["model_config"]["pretrained_model_name_or_path"] = str(bundled_checkpoint_dir(verbose=False))
-            cfg["data_config"]["data_path"] = str(Path(__file__).parent / "assets" / "arc_easy")
-            return cfg
-        if config_path is None:
-            raise ValueError("get_jola_config(default=False) needs config_path")
-        import yaml
-
-        path = Path(config_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        with open(path) as f:
-            cfg = yaml.safe_load(f)
-        if not isinstance(cfg, dict):
-            raise ValueError(f"{path}: expected a YAML mapping at the top level")
-        return cfg
-
-
-_ORIGINAL_DEFAULTS: dict[str, Any] = {
-    "model_config": {
-        "pretrained_model_name_or_path": "smollm2",
-        "device": "cpu",
-        "applied_module": "attention",
-        "applied_layers": None,
-        "base_model_name": "SmolLM2-135M-Instruct",
-    },
-    "training_config": {
-        "learning_rate": 5e-3,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": 50,
-        "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 8,
-        "num_train_epochs": 20,
-        "seed": 42,
-        "output_dir": "./output",
-        "report_to": "none",
-    },
-    "data_config": {"train_size": 200, "task_name": "common_reason", "data_path": None},
-    "jola_config": {"gate_lambda": 4e-5, "gate_scheduler": "expon"},
-}

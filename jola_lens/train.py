@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
-from .tasks import DataCollator, length_grouped_batches
 from .schedule import PENALTIES, SCHEDULES, GateSchedule
+from .tasks import DataCollator, length_grouped_batches
 
 if TYPE_CHECKING:  # pragma: no cover
     from .editors.base import Editor
@@ -66,6 +66,11 @@ class TrainConfig:
         seed: seeds data order, gate samples and initialisation replays.
         eval_every_epochs: validation frequency.
         log_gates_every: record the gate log every this many steps.
+        seed_rng: call ``torch.manual_seed(seed)`` when training starts; ``False`` continues the
+            caller's global RNG stream (a trained selector stage seeded before initialising its
+            tensors). The data order follows ``seed`` either way.
+        restore_best: load the edits of the best validation epoch at the end (without validation
+            data: those of the last completed epoch); ``False`` keeps the edits of the last step.
     """
 
     lr: float = 5e-3
@@ -85,6 +90,8 @@ class TrainConfig:
     seed: int = 42
     eval_every_epochs: int = 1
     log_gates_every: int = 1
+    seed_rng: bool = True
+    restore_best: bool = True
 
     def __post_init__(self) -> None:
         if self.penalty not in PENALTIES:
@@ -109,57 +116,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
         return cls(**d)
-
-
-def _from_original_interface(jola, train_dataset, eval_dataset, tokenizer, args, gate_scheduler,
-                             max_seq_length, callbacks):
-    """Map ``JoLATrainer(model, train_dataset=, eval_dataset=, tokenizer=, args=TrainingArguments,
-    callbacks=[EarlyStoppingCallback], gate_scheduler=)`` onto our trainer.
-
-    Datasets are lists (or HF datasets) of examples from :class:`jola_lens.compat.JoLADataset`;
-    they are tokenised with JoLA's Alpaca prompt and the bare label as target, as the original.
-    """
-    from .tasks import load_examples, tokenize_examples
-
-    tok = tokenizer if tokenizer is not None else jola.model.tokenizer
-
-    def prep(ds):
-        if ds is None:
-            return None
-        rows = list(ds)
-        if rows and "input_ids" in rows[0] and "labels" in rows[0]:
-            return rows
-        return tokenize_examples(load_examples(rows), tok, style="alpaca", target="label",
-                                 max_length=max_seq_length)
-
-    get = (lambda k, d: getattr(args, k, d)) if not isinstance(args, dict) else (lambda k, d: args.get(k, d))
-    max_steps = get("max_steps", -1)
-    sched = get("lr_scheduler_type", "cosine")
-    sched = getattr(sched, "value", sched)
-    cfg = TrainConfig(
-        lr=float(get("learning_rate", 5e-3)),
-        batch_size=int(get("per_device_train_batch_size", 8)),
-        eval_batch_size=int(get("per_device_eval_batch_size", 8)),
-        epochs=max(1, int(math.ceil(float(get("num_train_epochs", 20))))),
-        max_steps=None if max_steps is None or max_steps < 0 else int(max_steps),
-        warmup_steps=int(get("warmup_steps", 50)),
-        lr_schedule=str(sched) if str(sched) in ("cosine", "linear", "constant") else "cosine",
-        weight_decay=float(get("weight_decay", 0.0)),
-        max_grad_norm=float(get("max_grad_norm", 1.0)),
-        seed=int(get("seed", 42)),
-        penalty="jola_code" if gate_scheduler else "none",
-        gate_schedule=gate_scheduler or "expon",
-        gate_lr=None,  # the original trains gates with the edits' learning rate
-        gate_lambda=None,  # and takes lambda from its schedule's constant
-    )
-    ours = []
-    for cb in callbacks or []:
-        if hasattr(cb, "early_stopping_patience"):
-            cfg.patience = int(cb.early_stopping_patience)
-        elif callable(cb):
-            ours.append(cb)
-    out_dir = get("output_dir", None)
-    return prep(train_dataset), prep(eval_dataset), cfg, out_dir, ours
 
 
 class TrainingDiverged(RuntimeError):
@@ -300,7 +256,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         pad_id: int | None = None,
-        callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        callbacks: list[Callable[[dict[str, Any]], None] | Any] | None = None,  # HF callbacks with train_dataset=
         *,
         train_dataset: Any = None,
         eval_dataset: Any = None,
@@ -312,8 +268,10 @@ class Trainer:
         max_seq_length: int = 400,
         peft_config: Any = None,
     ) -> None:
-        if train_dataset is not None:  # the original package's keyword interface
-            train, valid, config, out_dir, callbacks = _from_original_interface(
+        if train_dataset is not None:  # the original package's keyword interface (jola_lens.compat)
+            from .compat import trainer_args_from_original
+
+            train, valid, config, out_dir, callbacks = trainer_args_from_original(
                 editor, train_dataset, eval_dataset, tokenizer, args, gate_scheduler, max_seq_length, callbacks
             )
         if not train:
@@ -326,6 +284,7 @@ class Trainer:
         self.progress = progress
         tok = getattr(editor.model, "tokenizer", None)
         self.pad_id = pad_id if pad_id is not None else (tok.pad_token_id if tok is not None else 0)
+        self.device = getattr(getattr(editor.model, "cfg", None), "device", None)
         self.callbacks = callbacks or []
         c = self.config
         self.steps_per_epoch = math.ceil(len(train) / c.batch_size)
@@ -389,7 +348,7 @@ class Trainer:
         lengths = [len(e["input_ids"]) for e in self.valid_data]
         with self.jola.applied():
             for idx in length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False):
-                b = collate([self.valid_data[i] for i in idx], self.pad_id)
+                b = self._batch(self.valid_data, idx)
                 self._observe(b)
                 loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
                 total += float(loss)
@@ -404,7 +363,7 @@ class Trainer:
         c = self.config
         if resume_from is not None:
             self.load_checkpoint(resume_from)
-        else:
+        elif c.seed_rng:
             torch.manual_seed(c.seed)
         start = time.time()
         lengths = [len(e["input_ids"]) for e in self.train_data]
@@ -420,7 +379,7 @@ class Trainer:
                         stopped = "max_steps"
                         break
                     idx = batches[self.batch_in_epoch]
-                    stats = self._train_step(collate([self.train_data[i] for i in idx], self.pad_id))
+                    stats = self._train_step(self._batch(self.train_data, idx))
                     self.batch_in_epoch += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{stats['ce']:.3f}", open=stats["open"], lam=f"{stats['lambda']:.3g}")
@@ -443,7 +402,7 @@ class Trainer:
         finally:
             bar.close()
             self.jola.eval()
-        if stopped in ("completed", "early_stopping", "max_steps") and self.best_state is not None:
+        if c.restore_best and stopped in ("completed", "early_stopping", "max_steps") and self.best_state is not None:
             self.jola.load_edit_state(self.best_state)
         result = TrainResult(
             steps=self.step,
@@ -458,8 +417,14 @@ class Trainer:
             self.save_run(self.out_dir, result)
         return result
 
+    def _batch(self, data: list[dict[str, Any]], idx: list[int]) -> dict[str, Tensor]:
+        """The collated examples ``idx`` of ``data``, on the model's device."""
+        b = collate([data[i] for i in idx], self.pad_id)
+        return b if self.device is None else {k: v.to(self.device) for k, v in b.items()}
+
     def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Any]:
         c = self.config
+        self.jola.before_step(self.step + 1)
         good_state = self.jola.edit_state()
         lam = self.schedule.value(self.step + 1) if self.schedule is not None else 0.0
         self._observe(batch)
@@ -470,7 +435,8 @@ class Trainer:
         if not bool(torch.isfinite(loss.detach())):
             self.jola.load_edit_state(good_state)
             raise TrainingDiverged(
-                f"loss is {float(loss.detach())} at step {self.step + 1}: training stopped, the last good edits were kept"
+                f"loss is {float(loss.detach())} at step {self.step + 1}: training stopped, "
+                "the last good edits were kept"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -481,6 +447,7 @@ class Trainer:
         self.step += 1
         if self.schedule is not None:
             self.schedule.observe(float(loss.detach()))
+        self.jola.after_step(self.step)
         if self.step % c.log_gates_every == 0:
             snap = self.jola.gate_snapshot()
             if snap is not None:

@@ -33,8 +33,7 @@ Example (a tiny random model):
 from __future__ import annotations
 
 from ..config import JoLAConfig
-from .base import (EditBaseline, Editor, EditorConfig, EditorLoadError, PromptPositions, attached_hooks,
-                   model_identity)
+from .base import EditBaseline, Editor, EditorConfig, EditorLoadError, PromptPositions, attached_hooks, model_identity
 from .bitfit import BitFit, BitFitConfig
 from .iti import ITIConfig, ITISteering
 from .jola import JoLAModel

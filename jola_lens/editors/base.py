@@ -7,7 +7,9 @@ trainable tensors, and changes the model's forward pass only through Transformer
   the body of a ``with`` block and always removes exactly those hooks (also after an exception);
   nested ``applied()`` blocks (or ``editor(x)`` inside one) attach them once.
 * :meth:`Editor.penalty` is the regulariser the one :class:`~jola_lens.train.Trainer` adds to the
-  answer loss (0 by default; JoLA's expected-L0 term; LoFiT stage 1's L1 term).
+  answer loss (0 by default; JoLA's expected-L0 term; LoFiT stage 1's L1 term);
+  :meth:`Editor.before_step` / :meth:`Editor.after_step` run around each optimiser step (the
+  trained head selectors' per-step draws, annealing and clip-and-reopen; nothing by default).
 * :meth:`Editor.summary` reports trainable parameters and, where the method has them, open gates
   and edited heads.
 * :meth:`Editor.save` writes the one saved-run format (``jola_config.json`` + ``edits.safetensors``,
@@ -330,6 +332,16 @@ class Editor(nn.Module):
         """The regulariser added to the answer loss at optimiser step ``step`` (1-based) with the
         schedule's ``weight``; 0 unless the method has one."""
         return 0.0
+
+    def before_step(self, step: int) -> None:
+        """Called by the trainer at the start of optimiser step ``step`` (1-based), before the
+        forward pass: per-step draws or annealing (DSP's soft top-k mask at its temperature, PASS's
+        gate sample). Nothing by default."""
+
+    def after_step(self, step: int) -> None:
+        """Called by the trainer after the optimiser update of step ``step``: changes of the edit
+        tensors outside the gradient step and per-step records (PASS's clip-and-reopen and target
+        counts). Nothing by default."""
 
     def progress_stats(self) -> dict[str, int]:
         """Cheap numbers the trainer shows per step and stores per epoch (JoLA: open-gate counts)."""

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any, Callable
 
 import torch

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..train import TrainConfig, TrainResult, Trainer
+from ..train import TrainConfig, Trainer, TrainResult
 from .base import Editor, EditorConfig, resolve_config
 
 

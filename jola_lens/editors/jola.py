@@ -277,42 +277,6 @@ class JoLAModel(Editor):
                     raise ValueError(f"tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(t.shape)}")
                 t.copy_(state[k].to(t.device, t.dtype))
 
-    # ---- compatibility with the original `jola` package -----------------------------------
-    @classmethod
-    def jola_from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str = "smollm2",
-        cache_dir: str | None = None,
-        applied_module: str = "attention",
-        applied_layers: list[int] | None = None,
-        torch_dtype: torch.dtype = torch.float32,
-        device: str = "cpu",
-        **kwargs: Any,
-    ) -> "JoLAModel":
-        """The original package's constructor: load a model and attach JoLA edits.
-
-        ``applied_module``: ``"attention"`` (the paper), ``"mlp"``, or ``"both"``.
-        """
-        from .loading import load_model
-
-        sites = {"attention": ("attn",), "attn": ("attn",), "mlp": ("mlp",), "both": ("attn", "mlp")}
-        if applied_module not in sites:
-            raise ValueError(f"applied_module must be one of {sorted(sites)}, got {applied_module!r}")
-        import dataclasses
-
-        fields = {f.name for f in dataclasses.fields(JoLAConfig)}
-        edit_kw = {k: v for k, v in kwargs.items() if k in fields}  # others (device_map, ...) are ignored
-        model = load_model(pretrained_model_name_or_path, device=device, dtype=torch_dtype)
-        return cls(model, JoLAConfig(layers=applied_layers, sites=sites[applied_module], **edit_kw))
-
-    def unfreeze_jola_params(self) -> list[nn.Parameter]:
-        """Original-package name: base frozen, edits trainable (already so here); returns the edit params."""
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        for p in self.edits.parameters():
-            p.requires_grad_(True)
-        return self.edit_parameters()
-
 
 def saved_head_gates(run: Any, site: str = "attn") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Final deterministic gates and edit norms per head of a saved JoLA run (a

@@ -72,7 +72,8 @@ def get_editor(model: Any, config: str | EditorConfig = "jola", /, **options: An
         >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=16, d_head=4, n_heads=2, d_vocab=11,
         ...                               act_fn="gelu", normalization_type="RMS")
         >>> m = HookedTransformer(cfg)
-        >>> get_editor(m, "lora", rank=2).n_trainable_parameters() == get_editor(m, LoRAConfig(rank=2)).n_trainable_parameters()
+        >>> a, b = get_editor(m, "lora", rank=2), get_editor(m, LoRAConfig(rank=2))
+        >>> a.n_trainable_parameters() == b.n_trainable_parameters()
         True
         >>> get_editor(m, "nope")
         Traceback (most recent call last):
