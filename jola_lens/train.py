@@ -4,7 +4,9 @@
 selector stages): it asks the editor for its parameters, its penalty (``editor.penalty``: JoLA's
 expected-L0 gate term, 0 for most baselines), the numbers to show per step
 (``editor.progress_stats``) and, where it has gates, what to write into the gate log
-(``editor.gate_snapshot``). ``JoLATrainer`` is the first release's name of the same class.
+(``editor.gate_snapshot``), and calls ``editor.before_step`` / ``editor.after_step`` around
+each optimiser step (the selector stages' per-step draws, annealing and clip-and-reopen).
+``JoLATrainer`` is the first release's name of the same class.
 
 The loop is plain PyTorch: AdamW, cosine schedule with warm-up, gradient clipping,
 early stopping on validation loss with restore of the best edits, a gate log of the

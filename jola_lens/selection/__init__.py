@@ -8,6 +8,14 @@ Selectors (``list_selectors()``): ``jola`` (JoLA's gates), ``lofit`` (LoFiT stag
 multiplicative edits on the chosen heads only, so every selector is scored by the same
 downstream procedure.
 
+The trained selectors are editors trained by the one :class:`~jola_lens.train.Trainer`: ``jola``
+(:class:`~jola_lens.JoLAModel`), ``lofit`` (:class:`~jola_lens.selection.lofit.LoFiTScalings`),
+``dsp`` (:class:`~jola_lens.selection.dsp.DSPHeadLogits`) and ``pass``
+(:class:`~jola_lens.selection.pass_.PASSGates`), their hooks attached by
+:meth:`~jola_lens.editors.Editor.applied`. SMP's scorer (a CNN on attention images) and ITI's probes
+(logistic regressions on head outputs) train no edit of the model and keep their own optimisers;
+their hooks go through the same :func:`~jola_lens.editors.base.attached_hooks`.
+
 Example (a tiny random model):
     >>> import torch
     >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -34,8 +42,16 @@ from ..config import JoLAConfig
 from ..model import JoLAModel
 from ..train import JoLATrainer, TrainConfig, TrainResult
 from . import all_, dsp, iti, jola, lofit, pass_, random_, smp  # noqa: F401  (registers the selectors)
-from .base import (SelectionResult, default_k, get_selector, list_selectors, per_layer_top_fraction,
-                   register_selector, select, top_k_mask)
+from .base import (
+    SelectionResult,
+    default_k,
+    get_selector,
+    list_selectors,
+    per_layer_top_fraction,
+    register_selector,
+    select,
+    top_k_mask,
+)
 from .dsp import gumbel_soft_topk
 from .iti import contrastive_rows
 from .smp import SMPScorer, load_scorer, meta_train_smp, save_scorer

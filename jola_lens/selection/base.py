@@ -35,14 +35,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from ..data import length_grouped_batches
-from ..train import collate
+from ..tasks import length_grouped_batches
+from ..train import TrainConfig, Trainer, TrainResult, collate
 
 RESULT_TENSORS = "selection.safetensors"
 RESULT_JSON = "selection.json"
@@ -190,7 +190,11 @@ def default_k(model: Any) -> int:
 
 
 # ---- registry -----------------------------------------------------------------------------------
+@runtime_checkable
 class Selector(Protocol):
+    """A selection method (see the module docstring); ``runtime_checkable`` so that annotations
+    naming it can be checked at run time (an ``isinstance`` check only asks for a ``__call__``)."""
+
     def __call__(self, model: Any, train_data: list[dict[str, Any]], *, k: int | None, seed: int,
                  **options: Any) -> SelectionResult: ...
 
@@ -327,9 +331,52 @@ def training_batches(
 
 
 def n_training_steps(n_examples: int, batch_size: int, epochs: int, max_steps: int | None) -> int:
-    """How many batches :func:`training_batches` yields."""
+    """How many batches :func:`training_batches` yields (and a selector stage's :class:`Trainer` runs)."""
     total = math.ceil(n_examples / batch_size) * epochs
     return total if max_steps is None else min(total, max_steps)
+
+
+def stage_config(
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    max_steps: int | None,
+    seed: int,
+    lr_schedule: str = "constant",
+    max_grad_norm: float = 0.0,
+) -> TrainConfig:
+    """The :class:`TrainConfig` of a trained selector stage.
+
+    AdamW (betas 0.9/0.999, eps 1e-8, no weight decay) at ``lr`` for every parameter (gate
+    log-alphas included), no warm-up, ``lr_schedule`` over the run, no validation or early
+    stopping, the parameters of the last step kept, the global RNG stream of the caller continued
+    (the stage seeded it before initialising its tensors), and the batches of
+    :func:`training_batches` (the Trainer's order for the same ``seed``). ``epochs=0`` trains
+    nothing.
+    """
+    return TrainConfig(lr=lr, gate_lr=None, batch_size=batch_size, epochs=max(1, epochs),
+                       max_steps=0 if epochs < 1 else max_steps, warmup_steps=0, lr_schedule=lr_schedule,
+                       weight_decay=0.0, max_grad_norm=max_grad_norm, patience=0, penalty="none", seed=seed,
+                       seed_rng=False, restore_best=False)
+
+
+def train_stage(
+    editor: Any, train_data: list[dict[str, Any]], config: TrainConfig
+) -> tuple[TrainResult, list[dict[str, Any]]]:
+    """Train a selector stage (an :class:`~jola_lens.editors.Editor`) with the one :class:`Trainer`.
+
+    Returns the :class:`TrainResult` and the trainer's statistics of every step (``ce``,
+    ``penalty``, ``lambda``...), in order.
+    """
+    steps: list[dict[str, Any]] = []
+    trainer = Trainer(editor, train_data, None, config, progress=False, pad_id=pad_id_of(editor.model),
+                      callbacks=[steps.append])
+    try:
+        result = trainer.train()
+    finally:
+        editor.observe_batch(None)
+    return result, steps
 
 
 def head_scale_hooks(

@@ -7,6 +7,8 @@ mask multiplies every head's ``hook_z`` (one sample per step, shared by the batc
 is frozen; only ``w`` trains, with AdamW at the "pruning lr" 0.5, on the answer-only CE. With
 ``ste=True`` the forward pass uses the hard top-K of ``w`` (no noise) and the gradient goes
 straight through to ``w``. The selection is the hard top-K of ``w`` (METHODS.md section 3.2).
+The stage is an editor, :class:`DSPHeadLogits`, trained by the one :class:`~jola_lens.train.Trainer`
+(its per-step mask draw is :meth:`DSPHeadLogits.before_step`).
 
 Example:
     >>> import torch
@@ -26,9 +28,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from ..train import answer_loss
-from .base import (SelectionResult, default_k, head_scale_hooks, n_training_steps, pad_id_of, register_selector,
-                   top_k_mask, training_batches)
+from ..editors.base import Editor, HookFn
+from .base import (
+    SelectionResult,
+    default_k,
+    head_scale_hooks,
+    n_training_steps,
+    register_selector,
+    stage_config,
+    top_k_mask,
+    train_stage,
+)
 
 
 def gumbel_soft_topk(
@@ -98,6 +108,58 @@ def hard_topk_ste(w: Tensor, k: int) -> Tensor:
     return hard + (w - w.detach())
 
 
+class DSPHeadLogits(Editor):
+    """DSP's stage as an editor: one importance logit ``w[l, h]`` per head (float64, Xavier-uniform
+    with a generator seeded ``seed``) and a soft K-hot head mask on every ``hook_z``.
+
+    In training, :meth:`before_step` draws the step's mask (Gumbel soft top-K at the annealed
+    temperature, noise from a generator seeded ``seed + 1``; or the straight-through hard top-K);
+    in eval mode the mask is the hard top-K of ``w``. No penalty: the loss is the answer CE.
+    ``taus`` holds each step's temperature.
+    """
+
+    name = "dsp_stage"
+    display_name = "DSP"
+
+    def __init__(self, model: Any, k: int, *, seed: int = 0, tau0: float = 1000.0, tau_final: float = 1e-8,
+                 anneal_steps: int = 1, annealing: bool = True, ste: bool = False) -> None:
+        super().__init__(model)
+        L, H = model.cfg.n_layers, model.cfg.n_heads
+        gen = torch.Generator().manual_seed(seed)
+        w = torch.empty(L, H, dtype=torch.float64)
+        bound = math.sqrt(6.0 / (L + H))  # Xavier-uniform on the [L, H] matrix
+        w.uniform_(-bound, bound, generator=gen)
+        self.w = nn.Parameter(w.to(model.cfg.device))
+        self.noise = torch.Generator(device=self.w.device).manual_seed(seed + 1)
+        self.k, self.tau0, self.tau_final, self.anneal_steps = k, tau0, tau_final, anneal_steps
+        self.annealing, self.ste = annealing, ste
+        self.draw: Tensor | None = None
+        self.taus: list[float] = []
+
+    def before_step(self, step: int) -> None:
+        """Draw the mask of step ``step`` (1-based; the temperature of step ``step - 1`` from 0)."""
+        tau = annealed_tau(step - 1, self.tau0, self.tau_final, self.anneal_steps) if self.annealing else self.tau_final
+        if self.ste:
+            self.draw = hard_topk_ste(self.w, self.k)
+        else:
+            self.draw = gumbel_soft_topk(self.w, self.k, tau, generator=self.noise)
+        self.taus.append(tau)
+
+    def head_mask(self) -> Tensor:
+        """The mask the forward pass uses: the step's draw in training, the hard top-K otherwise."""
+        if self.training and self.draw is not None:
+            return self.draw
+        return top_k_mask(self.w.detach(), self.k).to(self.w.dtype)
+
+    def train(self, mode: bool = True) -> "DSPHeadLogits":
+        if not mode:
+            self.draw = None  # a draw belongs to one training step
+        return super().train(mode)
+
+    def fwd_hooks(self) -> list[tuple[str, HookFn]]:
+        return head_scale_hooks(self.model, lambda layer: self.head_mask()[layer])
+
+
 @register_selector("dsp")
 def select_dsp(
     model: Any,
@@ -128,44 +190,22 @@ def select_dsp(
     ``record["loss"]`` and ``record["tau"]`` hold each step's task loss and temperature.
     """
     k = default_k(model) if k is None else k
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    device = model.cfg.device
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.empty(L, H, dtype=torch.float64)
-    bound = math.sqrt(6.0 / (L + H))  # Xavier-uniform on the [L, H] matrix
-    w.uniform_(-bound, bound, generator=gen)
-    w = nn.Parameter(w.to(device))
-    opt = torch.optim.AdamW([w], lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     total = n_training_steps(len(train_data), batch_size, epochs, max_steps)
     T = total if anneal_steps is None else anneal_steps
-    noise = torch.Generator(device=w.device).manual_seed(seed + 1)
-    current: dict[str, Tensor] = {}
-    hooks = head_scale_hooks(model, lambda layer: current["mask"][layer])
-    losses: list[float] = []
-    taus: list[float] = []
-    for step, batch in enumerate(training_batches(train_data, batch_size, seed, epochs, max_steps,
-                                                  pad_id_of(model), device)):
-        tau = annealed_tau(step, tau0, tau_final, T) if annealing else tau_final
-        if ste:
-            current["mask"] = hard_topk_ste(w, k)
-        else:
-            current["mask"] = gumbel_soft_topk(w, k, tau, generator=noise)
-        with model.hooks(fwd_hooks=hooks):
-            loss = answer_loss(model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        taus.append(tau)
-    current.clear()
-    scores = w.detach().float().cpu()
+    stage = DSPHeadLogits(model, k, seed=seed, tau0=tau0, tau_final=tau_final, anneal_steps=T,
+                          annealing=annealing, ste=ste)
+    result, steps = train_stage(stage, train_data, stage_config(
+        lr=lr, epochs=epochs, batch_size=batch_size, max_steps=max_steps, seed=seed))
+    losses = [s["ce"] for s in steps]
+    scores = stage.w.detach().float().cpu()
     record = {
         "settings": {"lr": lr, "epochs": epochs, "batch_size": batch_size, "max_steps": max_steps, "tau0": tau0,
                      "tau_final": tau_final, "anneal_steps": T, "annealing": annealing, "ste": ste,
                      "optimizer": "AdamW(0.9, 0.999)", "init": "xavier_uniform float64"},
-        "steps": len(losses),
+        "steps": result.steps,
+        "stopped": result.stopped,
         "loss": losses,
-        "tau": taus,
+        "tau": stage.taus[:result.steps],
         "rule": "hard top-k of the importance logits w",
     }
     return SelectionResult(scores, top_k_mask(scores, k), "dsp", k, record)

@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..editors.base import attached_hooks
+from ..tasks.prompts import DEFAULT_PROMPT_STYLE
 from ..train import collate
 from .base import SelectionResult, default_k, pad_id_of, register_selector, top_k_mask
 
@@ -75,14 +77,14 @@ def contrastive_rows(
     examples: Sequence[Mapping[str, Any]],
     tokenizer: Any,
     *,
-    style: str = "qa",
+    style: str = DEFAULT_PROMPT_STYLE,
     target: str = "choice_text",
     max_length: int = 400,
     prepend_bos: bool = False,
 ) -> list[dict[str, Any]]:
     """Tokenise multiple-choice examples with ``wrong_answers`` (token ids of every wrong option).
 
-    The rows are those of :func:`jola_lens.data.tokenize_examples` (same prompt and target
+    The rows are those of :func:`jola_lens.tasks.tokenize_examples` (same prompt and target
     format), plus ``wrong_answers``: a list of target token-id lists, one per wrong option,
     formatted exactly as the gold target (so the last token is comparable).
 
@@ -95,7 +97,7 @@ def contrastive_rows(
         >>> "".join(map(chr, row["wrong_answers"][0]))
         ' red'
     """
-    from .. import data as D
+    from .. import tasks as D
 
     rows = D.tokenize_examples(examples, tokenizer, style=style, target=target, max_length=max_length,
                                prepend_bos=prepend_bos)
@@ -174,7 +176,7 @@ def head_activations(
             return grab
 
         hooks = [(f"blocks.{layer}.attn.hook_z", make(layer)) for layer in range(L)]
-        with model.hooks(fwd_hooks=hooks):
+        with attached_hooks(model, hooks):
             model(b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device), stop_at_layer=L)
         out.append(torch.stack([got[layer] for layer in range(L)], dim=1))
     return torch.cat(out)

@@ -6,6 +6,9 @@ on ``answer CE + lambda_L1 * sum |A|`` with AdamW (lr 5e-3, weight decay 0, line
 warm-up: the HF defaults of the LoFiT scripts), 5 epochs of batch 8. Heads are ranked by
 ``||A_{l,h}||_2`` across all layers and the top K are kept (METHODS.md section 2.2).
 
+The stage is an editor, :class:`LoFiTScalings` (JoLA's multiplicative edit without gates, plus
+the L1 penalty at a constant weight), trained by the one :class:`~jola_lens.train.Trainer`.
+
 Example (a tiny random model):
     >>> import torch
     >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -23,12 +26,38 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..config import JoLAConfig
 from ..model import JoLAModel
-from ..train import answer_loss
-from .base import (SelectionResult, default_k, n_training_steps, pad_id_of, register_selector, top_k_mask,
-                   training_batches)
+from ..schedule import GateSchedule
+from .base import SelectionResult, default_k, register_selector, stage_config, top_k_mask, train_stage
+
+
+class LoFiTScalings(JoLAModel):
+    """LoFiT stage 1 as an editor: a multiplicative vector A on every head (``z' = (1 + A) * z``,
+    no gates), and the penalty ``lambda_L1 * sum |A|`` at the constant weight ``l1``."""
+
+    name = "lofit_stage1"
+    display_name = "LoFiT stage 1"
+
+    def __init__(self, model: Any, l1: float = 5e-4, init_std: float = 1e-3) -> None:
+        super().__init__(model, JoLAConfig(edit="multiplicative", gate_mode="none", init_std=init_std))
+        self.l1 = float(l1)
+
+    def penalty_schedule(self, config: Any, total_steps: int) -> GateSchedule:
+        """The L1 weight: ``l1`` at every step."""
+        return GateSchedule("constant", self.l1, total_steps)
+
+    def penalty(self, step: int, weight: float) -> Tensor:
+        """``weight * sum |A|``."""
+        return weight * self.edits["attn"].m.abs().sum()
+
+    def progress_stats(self) -> dict[str, int]:
+        return {}  # no gates to count
+
+    def gate_snapshot(self) -> None:
+        return None  # no gates to log
 
 
 @register_selector("lofit")
@@ -58,29 +87,13 @@ def select_lofit(
     ``record["loss"]`` has the task loss of every step, ``record["l1_norm"]`` the final sum |A|.
     """
     k = default_k(model) if k is None else k
-    cfg = JoLAConfig(edit="multiplicative", gate_mode="none", init_std=init_std)
     torch.manual_seed(seed)
-    jm = JoLAModel(model, cfg)
-    edit = jm.edits["attn"]
-    params = jm.edit_parameters()
-    total = n_training_steps(len(train_data), batch_size, epochs, max_steps)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(total, 1)))
-    device = edit.m.device
-    losses: list[float] = []
-    jm.train()
-    with jm.applied():
-        for batch in training_batches(train_data, batch_size, seed, epochs, max_steps, pad_id_of(model), device):
-            ce = answer_loss(model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-            loss = ce + l1 * edit.m.abs().sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
-            sched.step()
-            losses.append(float(ce.detach()))
-    jm.eval()
+    stage = LoFiTScalings(model, l1, init_std)
+    edit = stage.edits["attn"]
+    result, steps = train_stage(stage, train_data, stage_config(
+        lr=lr, epochs=epochs, batch_size=batch_size, max_steps=max_steps, seed=seed, lr_schedule="linear",
+        max_grad_norm=max_grad_norm))
+    losses = [s["ce"] for s in steps]
     with torch.no_grad():
         scores = edit.m.norm(dim=-1).float().cpu()
         l1_norm = float(edit.m.abs().sum())
@@ -89,7 +102,8 @@ def select_lofit(
         "settings": {"l1": l1, "lr": lr, "epochs": epochs, "batch_size": batch_size, "max_steps": max_steps,
                      "init_std": init_std, "max_grad_norm": max_grad_norm, "optimizer": "AdamW",
                      "lr_schedule": "linear, no warm-up"},
-        "steps": len(losses),
+        "steps": result.steps,
+        "stopped": result.stopped,
         "loss": losses,
         "l1_norm": l1_norm,
         "rule": "top-k by ||A||_2",

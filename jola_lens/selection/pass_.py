@@ -16,6 +16,11 @@ query positions, of the head's largest pre-softmax attention score (``hook_attn_
 divided by the largest head's. The selection is the top K by deterministic gate value (ties
 broken by log-alpha). METHODS.md section 3.3.
 
+The stage is an editor, :class:`PASSGates`, trained by the one :class:`~jola_lens.train.Trainer`:
+``R`` is its penalty, ``lambda_t`` its penalty schedule (:class:`GrowingLambda`), the gate sample
+its :meth:`~PASSGates.before_step`, the clip-and-reopen and the target counting its
+:meth:`~PASSGates.after_step`.
+
 Adaptations for short budgets (documented choices): the released code grows lambda over 1000
 steps and reopens at steps 2000, 3000, 4000; here ``growth_steps`` defaults to a fifth of the
 run and reopening to 2, 3 and 4 times ``growth_steps``. The concentrator uses a constant
@@ -35,16 +40,23 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..editors.base import Editor, HookFn
 from ..gates import BETA, LIMITS, HardConcrete, deterministic, prob_closed, prob_fully_open
-from ..train import answer_loss
-from .base import (SelectionResult, head_scale_hooks, n_training_steps, pad_id_of, register_selector, top_k_mask,
-                   training_batches)
+from .base import (
+    SelectionResult,
+    head_scale_hooks,
+    n_training_steps,
+    register_selector,
+    stage_config,
+    top_k_mask,
+    train_stage,
+)
 
 CLIP = 5.0
 
@@ -120,6 +132,105 @@ class _Confidence:
         self.count.zero_()
 
 
+class GrowingLambda:
+    """PASS's lambda_t = ``lambda0 * 1000 ** (unmet / growth_steps)``, where ``unmet`` counts the
+    steps after which the almost-sure targets were unmet (the penalty schedule of :class:`PASSGates`)."""
+
+    def __init__(self, lambda0: float, growth_steps: int) -> None:
+        self.lambda0, self.growth_steps = lambda0, growth_steps
+        self.unmet = 0
+
+    def value(self, t: int) -> float:
+        return self.lambda0 * 1000.0 ** (self.unmet / self.growth_steps)
+
+    def observe(self, loss: float) -> None:
+        """The loss plays no part (``unmet`` is counted by :meth:`PASSGates.after_step`)."""
+
+    def state_dict(self) -> dict[str, int]:
+        return {"unmet": self.unmet}
+
+    def load_state_dict(self, d: dict[str, int]) -> None:
+        self.unmet = int(d["unmet"])
+
+
+class PASSGates(Editor):
+    """PASS's stage as an editor: a Hard-Concrete gate per head (drawn from the global RNG, which
+    the caller seeds) multiplying ``hook_z``, and the running attention confidence of each head.
+
+    In training, :meth:`before_step` draws the step's gate sample (the forward pass of eval mode
+    uses the deterministic gates); the penalty is ``lambda_t * R`` (:func:`pass_regularizer`)
+    with lambda_t from :class:`GrowingLambda`; :meth:`after_step` clips and reopens at
+    ``reopen_at`` (reopening draws from a generator seeded ``seed + 1``) and counts whether the
+    targets are met. ``counts``, ``reopened`` and ``met_at`` are the per-step records.
+    """
+
+    name = "pass_stage"
+    display_name = "PASS"
+
+    def __init__(self, model: Any, k_target: int, *, seed: int = 0, lambda0: float = 1e-5, growth_steps: int = 1,
+                 reopen_at: Iterable[int] = (), concentrator: float = 0.0) -> None:
+        super().__init__(model)
+        L, H = model.cfg.n_layers, model.cfg.n_heads
+        self.gate = HardConcrete((L, H)).to(model.cfg.device)
+        self.k_target, self.concentrator = k_target, concentrator
+        self.reopen_at = {int(s) for s in reopen_at}
+        self.confidence = _Confidence(L, H)
+        self.lambda_t = GrowingLambda(lambda0, growth_steps)
+        self.reopen_gen = torch.Generator().manual_seed(seed + 1)
+        self.draw: Tensor | None = None
+        self.met_at: int | None = None
+        self.counts: list[tuple[int, int]] = []
+        self.reopened: list[dict[str, int]] = []
+
+    def before_step(self, step: int) -> None:
+        self.draw = self.gate.sample()
+
+    def gate_values(self) -> Tensor:
+        """The step's sample in training, the deterministic gates otherwise."""
+        return self.draw if self.training and self.draw is not None else self.gate.deterministic()
+
+    def train(self, mode: bool = True) -> "PASSGates":
+        if not mode:
+            self.draw = None  # a sample belongs to one training step
+        return super().train(mode)
+
+    def fwd_hooks(self) -> list[tuple[str, HookFn]]:
+        hooks = head_scale_hooks(self.model, lambda layer: self.gate_values()[layer])
+        return hooks + self.confidence.hooks(self.model.cfg.n_layers) if self.training else hooks
+
+    def observe_batch(self, batch: dict[str, Tensor] | None) -> None:
+        super().observe_batch(batch)
+        self.confidence.attention_mask = None if batch is None else batch["attention_mask"]
+
+    def penalty_schedule(self, config: Any, total_steps: int) -> GrowingLambda:
+        return self.lambda_t
+
+    def penalty(self, step: int, weight: float) -> Tensor:
+        """``lambda_t * R``."""
+        g = self.gate
+        return weight * pass_regularizer(g.log_alpha, self.k_target, g.beta, g.limits, self.concentrator)
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """Clip-and-reopen at the reopening steps; count the almost-sure gates against the targets."""
+        la = self.gate.log_alpha
+        if step in self.reopen_at:
+            la.clamp_(-CLIP, CLIP)
+            closed = (la <= -CLIP).cpu()
+            p = self.confidence.normalised()
+            draw = torch.rand(p.shape, generator=self.reopen_gen) < p
+            reopen = (closed & draw).to(la.device)
+            la[reopen] = CLIP
+            self.reopened.append({"step": step, "closed": int(closed.sum()), "reopened": int(reopen.sum())})
+            self.confidence.reset()
+        c = almost_sure_counts(la)
+        if c != target_counts(la, self.k_target):
+            self.lambda_t.unmet += 1
+        elif self.met_at is None:
+            self.met_at = step
+        self.counts.append(c)
+
+
 @register_selector("pass")
 def select_pass(
     model: Any,
@@ -157,58 +268,17 @@ def select_pass(
     L, H = model.cfg.n_layers, model.cfg.n_heads
     n = L * H
     k_target = n // 2 if k is None else k
-    device = model.cfg.device
     torch.manual_seed(seed)
-    gate = HardConcrete((L, H)).to(device)
     total = n_training_steps(len(train_data), batch_size, epochs, max_steps)
     growth = growth_steps if growth_steps is not None else max(1, total // 5)
     if reopen_steps is None:
         reopen_steps = [m * growth for m in (2, 3, 4) if m * growth < total]
     reopen_at = set(int(s) for s in reopen_steps)
-    opt = torch.optim.AdamW(gate.parameters(), lr=lr, weight_decay=0.0)
-    conf = _Confidence(L, H)
-    current: dict[str, Tensor] = {}
-    hooks = head_scale_hooks(model, lambda layer: current["gate"][layer]) + conf.hooks(L)
-    reopen_gen = torch.Generator().manual_seed(seed + 1)
-    unmet = 0
-    met_at: int | None = None
-    losses: list[float] = []
-    lambdas: list[float] = []
-    counts: list[tuple[int, int]] = []
-    reopened: list[dict[str, int]] = []
-    gate.train()
-    for step, batch in enumerate(training_batches(train_data, batch_size, seed, epochs, max_steps,
-                                                  pad_id_of(model), device), start=1):
-        lam = lambda0 * 1000.0 ** (unmet / growth)
-        current["gate"] = gate.sample()
-        conf.attention_mask = batch["attention_mask"]
-        with model.hooks(fwd_hooks=hooks):
-            ce = answer_loss(model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-        reg = pass_regularizer(gate.log_alpha, k_target, gate.beta, gate.limits, concentrator)
-        loss = ce + lam * reg
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            if step in reopen_at:
-                gate.log_alpha.clamp_(-CLIP, CLIP)
-                closed = (gate.log_alpha <= -CLIP).cpu()
-                p = conf.normalised()
-                draw = torch.rand(p.shape, generator=reopen_gen) < p
-                reopen = (closed & draw).to(device)
-                gate.log_alpha[reopen] = CLIP
-                reopened.append({"step": step, "closed": int(closed.sum()), "reopened": int(reopen.sum())})
-                conf.reset()
-            c = almost_sure_counts(gate.log_alpha)
-        if c != target_counts(gate.log_alpha, k_target):
-            unmet += 1
-        elif met_at is None:
-            met_at = step
-        losses.append(float(ce.detach()))
-        lambdas.append(lam)
-        counts.append(c)
-    current.clear()
-    gate.eval()
+    stage = PASSGates(model, k_target, seed=seed, lambda0=lambda0, growth_steps=growth, reopen_at=reopen_at,
+                      concentrator=concentrator)
+    gate = stage.gate
+    result, steps = train_stage(stage, train_data, stage_config(
+        lr=lr, epochs=epochs, batch_size=batch_size, max_steps=max_steps, seed=seed))
     with torch.no_grad():
         la = gate.log_alpha.detach().float().cpu()
         scores = deterministic(la, gate.limits)
@@ -218,14 +288,15 @@ def select_pass(
                      "lambda0": lambda0, "growth_steps": growth, "reopen_steps": sorted(reopen_at),
                      "concentrator": concentrator, "threshold": threshold, "k_target": k_target,
                      "beta": gate.beta, "limits": list(gate.limits), "optimizer": "AdamW"},
-        "steps": len(losses),
-        "loss": losses,
-        "lambda": lambdas,
-        "counts": counts,
-        "met_at_step": met_at,
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "loss": [s["ce"] for s in steps],
+        "lambda": [s["lambda"] for s in steps],
+        "counts": stage.counts,
+        "met_at_step": stage.met_at,
         "targets_met": targets_met(la, k_target),
-        "unmet_steps": unmet,
-        "reopened": reopened,
+        "unmet_steps": stage.lambda_t.unmet,
+        "reopened": stage.reopened,
         "log_alpha": la,
         "rule": "top-k by deterministic gate (tie-break log-alpha)" if k is not None else f"gate > {threshold}",
     }

@@ -60,9 +60,17 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from ..editors.base import attached_hooks
 from ..train import collate
-from .base import (SelectionResult, head_scale_hooks, pad_id_of, per_layer_top_fraction, register_selector,
-                   top_k_mask, training_batches)
+from .base import (
+    SelectionResult,
+    head_scale_hooks,
+    pad_id_of,
+    per_layer_top_fraction,
+    register_selector,
+    top_k_mask,
+    training_batches,
+)
 
 SCORER_TENSORS = "scorer.safetensors"
 SCORER_JSON = "scorer.json"
@@ -203,7 +211,7 @@ def _images_and_reps(
     """Unmasked forward pass: images ``[batch, layer, head, C, S, S]`` and pooled representations."""
     store: dict[int, Tensor] = {}
     lengths = _valid_lengths(batch["attention_mask"])
-    with torch.no_grad(), model.hooks(fwd_hooks=_pattern_hooks(model, store, lengths, scorer)):
+    with torch.no_grad(), attached_hooks(model, _pattern_hooks(model, store, lengths, scorer)):
         reps = _pooled(model, batch["input_ids"], batch["attention_mask"])
     images = torch.stack([store[layer] for layer in range(model.cfg.n_layers)], dim=1)
     return images, (reps if need_reps else None)
@@ -317,7 +325,7 @@ def smp_meta_loss(
     scores = _score_images(scorer, images).mean(0)
     mask = sample_head_mask(scores, generator)
     hooks = head_scale_hooks(model, lambda layer: mask[layer])
-    with model.hooks(fwd_hooks=hooks):
+    with attached_hooks(model, hooks):
         pruned = _pooled(model, batch["input_ids"], batch["attention_mask"])
     assert ref is not None
     if feature_keep is not None:
@@ -418,7 +426,8 @@ def meta_train_smp(
     recalibrate_batchnorm(scorer, model, calib)
     history["seconds"] = time.time() - start
     history["settings"] = {"steps": steps, "batch_size": batch_size, "lr": lr, "max_grad_norm": max_grad_norm,
-                           "optimizer": optimizer, "recalibration_batches": recalibration_batches, "kl_scale": kl_scale, "feature_keep": feature_keep, "seed": seed,
+                           "optimizer": optimizer, "recalibration_batches": recalibration_batches, "kl_scale": kl_scale,
+                           "feature_keep": feature_keep, "seed": seed,
                            "tasks": {n: len(r) for n, r in tasks.items()}, **scorer.config()}
     scorer.eval()
     return scorer, history

@@ -5,7 +5,7 @@ Usage::
     python -m jola_lens.selection.smp_meta_train --out jola_lens/assets/smp_scorer_smollm2 --steps 20
 
 Loads ``jola_lens.loading.load_model()`` (SmolLM2), tokenises the training splits of the tasks
-(default ARC-Easy, boolq, openbookqa, ARC-Challenge, resolved like :func:`jola_lens.data.load_task`:
+(default ARC-Easy, boolq, openbookqa, ARC-Challenge, resolved like :func:`jola_lens.tasks.load_task`:
 ``$JOLA_LENS_DATA``, ``./data``, then ``../shared/data``) with the experiment's prompt format
 (:class:`jola_lens.experiment.TaskSpec` defaults), meta-trains with :func:`meta_train_smp` (tasks
 in turn), and saves the scorer with :func:`save_scorer` (a few hundred kB of safetensors plus
@@ -38,7 +38,8 @@ DEFAULT_TASKS = ("ARC-Easy", "boolq", "openbookqa", "ARC-Challenge")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jola_lens.selection.smp_meta_train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jola_lens.selection.smp_meta_train",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="directory for scorer.safetensors and scorer.json")
     p.add_argument("--steps", type=int, default=20,
                    help="optimiser steps (default 20: about 5 minutes on 2 CPU cores with the defaults below)")
