@@ -12,8 +12,10 @@ The workflow, one import::
     editor = jl.load_editor("runs/mine", model)      # eval mode, model identity checked
     heads = jl.select("lofit", model, task, k=14)    # or jola, dsp, pass, smp, iti, random
 
-``jl.evaluate`` is the workflow's function; the first release's module of that name stays importable
-as ``from jola_lens.evaluate import ...`` (an alias of :mod:`jola_lens.eval`).
+``jl.evaluate(model_or_editor, task)`` runs :func:`jola_lens.workflow.evaluate`; the first release's
+module of that name stays importable (``from jola_lens.evaluate import ...``, an alias of
+:mod:`jola_lens.eval`): the module object itself is what ``jl.evaluate`` is, and calling it runs the
+workflow's function.
 
 Example:
     >>> import jola_lens as jl
@@ -25,7 +27,10 @@ Example:
 
 __version__ = "0.1.0"
 
-from . import data  # noqa: F401  (the first release's module path, now an alias of jola_lens.tasks)
+from . import (
+    data,  # noqa: F401  (the first release's module path, now an alias of jola_lens.tasks)
+    evaluate,  # the old module path; calling it is jola_lens.workflow.evaluate (see evaluate.py)
+)
 from .compat import JoLADataset, make_data_collator
 from .config import JoLAConfig
 from .editors import Editor, EditorConfig, EditorLoadError, get_editor, list_editors, load_editor, register_editor
@@ -37,7 +42,7 @@ from .recipes import Recipe, get_recipe, list_recipes
 from .selection import SelectionResult, list_selectors
 from .tasks import DataError
 from .train import JoLATrainer, TrainConfig, Trainer, TrainResult
-from .workflow import Task, evaluate, load_task, select, train
+from .workflow import Task, load_task, select, train
 
 __all__ = [
     "__version__",

@@ -14,20 +14,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as D
-from . import evaluate as E
-from .config import JoLAConfig
-from .model import JoLAModel
-from .train import JoLATrainer, TrainConfig
+import torch
 
-DEMO_DATA = Path(__file__).parent / "data" / "arc_easy"
+from . import tasks as D
+from .config import JoLAConfig
+from .editors.base import Editor
+from .editors.jola import JoLAModel
+from .eval.driver import (  # noqa: F401  (the task-level evaluation lives in jola_lens.eval.driver)
+    _label_fits,
+    _scoring_note,
+    _short,
+    evaluate_task,
+    group_references,
+    is_multiple_choice,
+    parse_choice_text,
+)
+from .eval.driver import task_majority_accuracy as majority_label_accuracy
+from .tasks import DEFAULT_PROMPT_STYLE, DEMO_DATA  # noqa: F401  (DEMO_DATA: old import path)
+from .train import JoLATrainer, TrainConfig, Trainer  # noqa: F401  (JoLATrainer: old import path)
 
 
 @dataclass
@@ -38,7 +48,7 @@ class TaskSpec:
         task: ``"demo"`` (the ARC-Easy sample shipped with the package), a task folder name
             under ``data_root`` (``ARC-Easy``, ``boolq``, ``openbookqa``, ``mmlu_pro/math``, ``e2e_nlg``...),
             or a path to a folder with ``train``/``test`` files.
-        style: prompt style (see :data:`jola_lens.data.PROMPT_STYLES`): ``chat``, ``alpaca`` (the
+        style: prompt style (see :data:`jola_lens.tasks.PROMPT_STYLES`): ``chat``, ``alpaca`` (the
             paper's), ``cloze`` or ``qa`` (question and options, answer as text).
         target: ``"label"`` (the paper: ``answer2``) or ``"choice_text"`` (the option's text).
         test_size: fixed test subset (sampled with ``test_seed``); ``None`` keeps all.
@@ -47,9 +57,9 @@ class TaskSpec:
 
     task: str = "demo"
     data_root: str | None = None
-    style: str = "cloze"
+    style: str = DEFAULT_PROMPT_STYLE
     target: str = "choice_text"
-    train_size: int = 200
+    train_size: int | None = 200
     valid_size: int = 200
     test_size: int | None = 300
     seed: int = 42
@@ -84,155 +94,130 @@ def load_task_data(spec: TaskSpec) -> D.TaskData:
     )
 
 
-def is_multiple_choice(td: D.TaskData) -> bool:
-    return bool(td.test) and bool(D.choices_of(td.test[0]))
-
-
 def tokenize_splits(tokenizer: Any, td: D.TaskData, spec: TaskSpec, prepend_bos: bool = False) -> tuple[list, list]:
     kw = dict(style=spec.style, target=spec.target, max_length=spec.max_length, prepend_bos=prepend_bos)
     return D.tokenize_examples(td.train, tokenizer, **kw), D.tokenize_examples(td.valid, tokenizer, **kw)
 
 
-def group_references(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge generation examples that share a prompt (E2E has one row per reference) into one
-    example with every reference, for multi-reference scoring. Keeps first-seen order."""
-    groups: dict[str, dict[str, Any]] = {}
-    for e in examples:
-        g = groups.get(e["question"])
-        refs = list(e.get("references") or [e["answer"]])
-        if g is None:
-            groups[e["question"]] = {**e, "references": refs}
-        else:
-            g["references"] += [r for r in refs if r not in g["references"]]
-    return list(groups.values())
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[^a-z0-9 ]+", "", text.lower()).strip()
-
-
-def parse_choice_text(text: str, choices: list[str]) -> int | None:
-    """Index of the option the generated ``text`` names: exact (normalised) match of its first
-    line, else the unique option that the line starts with. ``None`` if none or ambiguous."""
-    line = _norm((text or "").strip().split("\n")[0])
-    if not line:
-        return None
-    normed = [_norm(c) for c in choices]
-    exact = [i for i, c in enumerate(normed) if c and c == line]
-    if len(exact) == 1:
-        return exact[0]
-    starts = [i for i, c in enumerate(normed) if c and line.startswith(c)]
-    if len(starts) == 1:
-        return starts[0]
-    if len(starts) > 1:  # the longest option that fits (e.g. "red" vs "red and blue")
-        best = max(starts, key=lambda i: len(normed[i]))
-        if sum(len(normed[i]) == len(normed[best]) for i in starts) == 1:
-            return best
-    return None
-
-
-def majority_label_accuracy(td: D.TaskData) -> float:
-    """Accuracy of always answering the most frequent training label."""
-    return E.majority_label_accuracy([e["answer"] for e in td.train], [e["answer"] for e in td.test])
-
-
-def evaluate_task(
-    model: Any,
-    td: D.TaskData,
-    spec: TaskSpec,
-    *,
-    out_path: str | Path | None = None,
-    generation: bool = True,
-    progress: bool = True,
-    return_rows: bool = False,
-) -> dict[str, Any]:
-    """Score ``model`` (a HookedTransformer or JoLAModel) on ``td.test``.
-
-    Multiple choice: ``likelihood_acc`` (label likelihood for ``target="label"``; option-text
-    likelihood, summed log-prob, for ``target="choice_text"``, with ``likelihood_acc_norm``), and
-    ``generation_acc`` (greedy generation parsed as a label, an MMLU-Pro letter, or an option's text).
-    Generation tasks: BLEU and ROUGE-L.
-
-    Per-example rows (``id``, ``gold`` and each prediction: ``likelihood_pred``, an option index or
-    a label, with ``likelihood_correct``; ``generation`` ...) go to ``out_path`` as JSONL, and with
-    ``return_rows`` also to ``out["rows"]`` (a list of dicts, one per test example).
-    """
-    hooked, _ = E.prepare_model(model)
-    tok = hooked.tokenizer
-    prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
-    test = td.test if is_multiple_choice(td) else group_references(td.test)
-    prompts = [D.format_prompt(e, tok, spec.style) for e in test]
-    golds = [e["answer"] for e in test]
-    bs = spec.eval_batch_size
-    out: dict[str, Any] = {"n": len(test)}
-    rows: list[dict[str, Any]] = [{"id": e["id"], "gold": e["answer"]} for e in test]
-    t0 = time.time()
-    if not is_multiple_choice(td):
-        # the first non-empty line is the answer (zero-shot SmolLM2 opens with a newline here)
-        gens = E.generate_greedy(model, prompts, max_new_tokens=max(spec.max_new_tokens, 64), batch_size=bs,
-                                 prepend_bos=prepend_bos, stop_strings=["\n"], stop_after_text=True,
-                                 progress=progress)
-        gens = [g.strip().split("\n")[0] for g in gens]
-        refs = [e["references"] or [e["answer"]] for e in test]
-        out.update(bleu=E.bleu(gens, refs), rouge_l=E.rouge_l(gens, refs))
-        for r, g in zip(rows, gens):
-            r["generation"] = g
-    else:
-        choices = [D.choices_of(e) for e in test]
-        gold_idx = [D.gold_choice_index(e) for e in test]
-        if spec.target == "label":
-            labels = D.label_set(td.train + td.test) or []
-            per = [[lab for lab in labels if _label_fits(lab, len(c))] for c in choices]
-            lp = E.label_likelihood_predict(model, prompts, per, batch_size=bs, prepend_bos=prepend_bos,
-                                            progress=progress)
-            lk_preds, lk_golds = lp.predictions, golds
-        else:
-            conts = [[(" " if spec.style in ("cloze", "qa") else "") + c.strip() for c in cs] for cs in choices]
-            cp = E.choice_likelihood_predict(model, prompts, conts, batch_size=bs, prepend_bos=prepend_bos,
-                                             progress=progress)
-            lk_preds, lk_golds = cp.acc, gold_idx
-            out["likelihood_acc_norm"] = E.accuracy(cp.acc_norm, gold_idx)
-            for r, q in zip(rows, cp.acc_norm):
-                r["likelihood_norm_pred"] = q
-        # the accuracy and each row's likelihood_correct come from the same predictions and gold keys
-        out["likelihood_acc"] = E.accuracy(lk_preds, lk_golds)
-        for r, p, g in zip(rows, lk_preds, lk_golds):
-            r["likelihood_pred"], r["likelihood_correct"] = p, E.accuracy([p], [g]) == 1.0
-        if generation:
-            gens = E.generate_greedy(model, prompts, max_new_tokens=spec.max_new_tokens, batch_size=bs,
-                                     prepend_bos=prepend_bos, stop_strings=["\n"], progress=progress)
-            if spec.target == "label":
-                labels = D.label_set(td.train + td.test) or []
-                parser = E.auto_parser(labels)
-                preds = [parser(g) for g in gens]
-                out["generation_acc"] = E.accuracy(preds, golds)
-            else:
-                preds = [parse_choice_text(g, c) for g, c in zip(gens, choices)]
-                out["generation_acc"] = E.accuracy(preds, gold_idx)
-            out["generation_parsed"] = sum(p is not None for p in preds) / max(len(preds), 1)
-            for r, g, p in zip(rows, gens, preds):
-                r["generation"], r["generation_pred"] = g, p
-    for k in ("likelihood_acc", "generation_acc"):
-        if k in out:
-            out[k + "_stderr"] = E.standard_error(out[k], len(test))
-    out["seconds"] = time.time() - t0
-    if out_path is not None:
-        E.write_jsonl(out_path, rows)
-    if return_rows:
-        out["rows"] = rows
-    return out
-
-
-def _label_fits(label: str, n_choices: int) -> bool:
-    m = re.search(r"(\d+)$", label)
-    return m is None or int(m.group(1)) <= n_choices
-
-
 @dataclass
 class ExperimentResult:
     results: dict[str, Any]
-    jola: JoLAModel
-    trainer: JoLATrainer
+    jola: Any  # the trained editor (JoLA unless ``method`` named another)
+    trainer: Any  # the Trainer that trained it (None for editors with their own fit: LoFiT, ITI)
+
+    @property
+    def editor(self) -> Any:
+        return self.jola
+
+
+def build_editor(model: Any, method: str, *, seed: int, jola_config: JoLAConfig | None = None,
+                 mask: Any = None, options: dict[str, Any] | None = None) -> Any:
+    """The editor ``method`` names, built on ``model`` right after ``torch.manual_seed(seed)``, so the
+    editor's initial values (JoLA's a, m and gate log-alphas) are the same in every process.
+
+    ``method``: ``"jola"`` (``jola_config``), a registered editor name (``options`` go to its config,
+    with ``seed`` unless given), or ``"edit:<selector>"``: JoLA's edits without gates on the heads of
+    ``mask`` (edit after selection).
+
+    Example:
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=16, d_head=4, n_heads=2, d_vocab=11,
+        ...                               act_fn="gelu", normalization_type="RMS")
+        >>> m = HookedTransformer(cfg)
+        >>> a, b = build_editor(m, "jola", seed=3), build_editor(m, "jola", seed=3)
+        >>> torch.equal(a.edits["attn"].a, b.edits["attn"].a)
+        True
+    """
+    from .editors import editor_class, list_editors
+
+    for p in model.parameters():  # every method keeps the base model frozen
+        p.requires_grad_(False)
+    torch.manual_seed(seed)
+    if method == "jola":
+        return JoLAModel(model, jola_config or JoLAConfig())
+    if method.startswith("edit:"):
+        if mask is None:
+            raise ValueError(f"{method} needs a mask")
+        cfg = dataclasses.replace(jola_config or JoLAConfig(), gate_mode="none")
+        jm = JoLAModel(model, cfg)
+        jm.set_head_mask(mask)
+        return jm
+    if method in list_editors():
+        return editor_class(method)(model, **{"seed": seed, **(options or {})})
+    raise ValueError(f"unknown method {method!r}; choose from zero_shot, {', '.join(list_editors())} or edit:<selector>")
+
+
+def method_record(editor: Any, method: str, mask: Any = None) -> dict[str, Any]:
+    """What a run stores about its trained editor (the studies' run JSON fields)."""
+    info: dict[str, Any] = {"trainable_params": editor.n_trainable_parameters()}
+    if method.startswith("edit:"):
+        info["k"] = int(mask.sum())
+    elif method == "jola":
+        info["jola_config"] = editor.config.to_dict()
+        info["open_gates"] = {site: editor.open_gate_counts(site) for site in editor.edits}
+        if "attn" in editor.edits:
+            info.update(open_heads=int(editor.open_mask().sum()), open_mask=editor.open_mask().int().tolist(),
+                        # JoLA's head score: max over the head's gates of P(gate open)
+                        prob_open=torch.stack(list(editor.prob_open().values())).amax(0).tolist())
+    else:
+        info["settings"] = editor.settings
+    return info
+
+
+def run_method(
+    model: Any,
+    method: str,
+    td: D.TaskData,
+    spec: TaskSpec,
+    train: list[dict[str, Any]],
+    valid: list[dict[str, Any]] | None,
+    *,
+    seed: int,
+    train_config: TrainConfig | None = None,
+    jola_config: JoLAConfig | None = None,
+    mask: Any = None,
+    editor_options: dict[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+    generation: bool = False,
+    progress: bool = True,
+    task_name: str | None = None,
+) -> dict[str, Any]:
+    """The one experiment runner: build ``method``'s editor (seeded), train it on the tokenised
+    ``train`` / ``valid`` rows, score it on ``td.test``; returns the run record.
+
+    ``method``: ``"zero_shot"`` (nothing trained), ``"jola"``, any registered editor, or
+    ``"edit:<selector>"`` with ``mask``. The record holds the method, task, seed, training
+    settings and outcome, the editor's own numbers (:func:`method_record`), the scores of
+    :func:`evaluate_task` with per-question ``rows``, ``accuracy`` (the likelihood accuracy) and
+    the run time. The base model is left frozen and without hooks (checked).
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(seed)
+    t0 = time.time()
+    info: dict[str, Any] = {"method": method, "task": task_name or td.name or spec.task, "seed": seed,
+                            "n_train": len(train)}
+    if method == "zero_shot":
+        scored: Any = model
+    else:
+        tc = train_config or TrainConfig(seed=seed)
+        if method != "jola":  # the baselines and edit-after-selection have no gate penalty
+            tc = dataclasses.replace(tc, penalty="none") if method.startswith("edit:") else tc
+        editor = build_editor(model, method, seed=seed, jola_config=jola_config, mask=mask, options=editor_options)
+        tr = editor.fit(train, valid, tc, out_dir=out_dir, progress=progress)
+        info.update(trainable_params=editor.n_trainable_parameters(), steps=tr.steps, best_epoch=tr.best_epoch,
+                    train_config=(train_config or tc).to_dict())
+        info.update(method_record(editor, method, mask))
+        scored = editor
+    info["train_seconds"] = time.time() - t0
+    res = evaluate_task(scored, td, spec, generation=generation, progress=progress, return_rows=True)
+    info.update(res)
+    info["accuracy"] = res.get("likelihood_acc")
+    info["seconds"] = time.time() - t0
+    for p in model.parameters():  # the model is shared by the next run: it must still be frozen and clean
+        assert not p.requires_grad
+    assert not any(hp.fwd_hooks for hp in model.hook_dict.values()), "a hook was left on the model"
+    return info
 
 
 def run_experiment(
@@ -246,8 +231,15 @@ def run_experiment(
     generation: bool = True,
     progress: bool = True,
     log: Any = print,
+    method: str = "jola",
+    editor_options: dict[str, Any] | None = None,
 ) -> ExperimentResult:
-    """Zero-shot evaluation, JoLA training, JoLA evaluation; writes ``results.json`` into ``out_dir``."""
+    """Zero-shot evaluation, training of ``method`` (JoLA by default; any registered editor),
+    its evaluation; writes the run folder (edits, gate log) and ``results.json`` into ``out_dir``.
+
+    The editor is built right after ``torch.manual_seed(train_config.seed)``: the same seed gives
+    the same run.
+    """
     out = Path(out_dir) if out_dir is not None else None
     td = load_task_data(spec)
     log(f"[jola_lens] task {td.name or spec.task}: train {len(td.train)}, valid {len(td.valid)}, test {len(td.test)}")
@@ -256,6 +248,8 @@ def run_experiment(
         "seed": spec.seed, "spec": spec.to_dict(),
         "scoring": _scoring_note(spec, is_multiple_choice(td)),
     }
+    if method != "jola":
+        results["method"] = method
     if is_multiple_choice(td):
         results["majority_label_acc"] = majority_label_accuracy(td)
     if zero_shot:
@@ -263,46 +257,38 @@ def run_experiment(
         results["zero_shot"] = evaluate_task(model, td, spec, generation=generation, progress=progress,
                                              out_path=out / "predictions_zero_shot.jsonl" if out else None)
         log(f"[jola_lens] zero-shot: {_short(results['zero_shot'])}")
-    hooked = model.model if isinstance(model, JoLAModel) else model
-    jola = JoLAModel(hooked, jola_config or JoLAConfig())
+    hooked = model.model if hasattr(model, "applied") and hasattr(model, "model") else model
     prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
     train_tok, valid_tok = tokenize_splits(hooked.tokenizer, td, spec, prepend_bos)
     tc = train_config or TrainConfig(seed=spec.seed)
-    trainer = JoLATrainer(jola, train_tok, valid_tok, tc, out_dir=out, progress=progress)
-    log(f"[jola_lens] training JoLA: {jola.n_trainable_parameters():,} trainable parameters")
-    tr = trainer.train()
+    editor = build_editor(hooked, method, seed=tc.seed, jola_config=jola_config, options=editor_options)
+    trainer = None
+    label = editor.display_name
+    log(f"[jola_lens] training {label}: {editor.n_trainable_parameters():,} trainable parameters")
+    if type(editor).fit is Editor.fit:
+        trainer = Trainer(editor, train_tok, valid_tok, tc, out_dir=out, progress=progress)
+        tr = trainer.train()
+    else:
+        tr = editor.fit(train_tok, valid_tok, tc, out_dir=out, progress=progress)
     results["train"] = {"steps": tr.steps, "epochs": tr.epochs_run, "best_epoch": tr.best_epoch,
                         "best_valid_loss": tr.best_valid_loss, "stopped": tr.stopped, "history": tr.history}
     results["train_seconds"] = tr.seconds
-    results["open_gates"] = jola.open_gate_counts()
-    results["n_gates"] = {"additive": hooked.cfg.n_layers * hooked.cfg.n_heads,
-                          "multiplicative": hooked.cfg.n_layers * hooked.cfg.n_heads}
-    results["trainable_params"] = jola.n_trainable_parameters()
-    results["jola_config"] = jola.config.to_dict()
+    results["trainable_params"] = editor.n_trainable_parameters()
     results["train_config"] = tc.to_dict()
-    log("[jola_lens] JoLA evaluation")
-    results["jola"] = evaluate_task(jola, td, spec, generation=generation, progress=progress,
-                                    out_path=out / "predictions_jola.jsonl" if out else None)
-    log(f"[jola_lens] JoLA: {_short(results['jola'])}")
-    results["active_heads"] = jola.active_heads()
+    if method == "jola":
+        results["open_gates"] = editor.open_gate_counts()
+        results["n_gates"] = {"additive": hooked.cfg.n_layers * hooked.cfg.n_heads,
+                              "multiplicative": hooked.cfg.n_layers * hooked.cfg.n_heads}
+        results["jola_config"] = editor.config.to_dict()
+    else:
+        results["editor_config"] = editor.config_dict()
+    key = "jola" if method == "jola" else method
+    log(f"[jola_lens] {label} evaluation")
+    results[key] = evaluate_task(editor, td, spec, generation=generation, progress=progress,
+                                 out_path=out / f"predictions_{key}.jsonl" if out else None)
+    log(f"[jola_lens] {label}: {_short(results[key])}")
+    results["active_heads"] = editor.summary().get("active_heads", [])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
-    return ExperimentResult(results, jola, trainer)
-
-
-def _short(r: dict[str, Any]) -> str:
-    keys = ("likelihood_acc", "likelihood_acc_norm", "generation_acc", "bleu", "rouge_l")
-    return ", ".join(f"{k}={r[k]:.3f}" for k in keys if k in r) + f" ({r['seconds']:.0f} s)"
-
-
-def _scoring_note(spec: TaskSpec, mc: bool) -> str:
-    if not mc:
-        return "greedy generation, first line; corpus BLEU (sacrebleu) and ROUGE-L F (rouge-score), multi-reference"
-    if spec.target == "label":
-        lik = "label likelihood: the label string (e.g. answer2) with the highest log-probability"
-        gen = "generation: greedy, first whole-word label in the output"
-    else:
-        lik = "option-text likelihood: the option whose text has the highest summed log-probability"
-        gen = "generation: greedy, first line matched to an option's text"
-    return f"prompt style {spec.style!r}, target {spec.target!r}; {lik}; {gen}"
+    return ExperimentResult(results, editor, trainer)

@@ -60,3 +60,16 @@ def smollm():
     from jola_lens import load_model
 
     return load_model("smollm2", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The shared benchmark data folder (``ARC-Easy/``, ``boolq/``, ...): ``$JOLA_LENS_DATA`` if set,
+    else ``../shared/data`` beside the repository. Tests that read it are skipped when it is absent."""
+    from pathlib import Path
+
+    env = os.environ.get("JOLA_LENS_DATA")
+    path = Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared benchmark data not found at {path}; set JOLA_LENS_DATA")
+    return path

@@ -9,7 +9,7 @@ import torch
 
 from jola_lens.baselines import BASELINES, BitFit, LoRA, LoReFT, PromptPositions, make_baseline
 from jola_lens.baselines.steering import ITISteering
-from jola_lens.evaluate import generate_tokens, score_token_continuations
+from jola_lens.eval import generate_tokens, score_token_continuations
 from jola_lens.train import TrainConfig, answer_loss
 
 
