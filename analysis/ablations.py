@@ -20,14 +20,11 @@ Writes ``runs/``, ``ablations.csv/.md`` and ``ablations.html``.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from analysis.common import (add_common_args, cached_run, command_line, commonest_answer_share, fmt, mean_sd, run_key,
-                             run_method, setup_task, timing_text, write_table)
+from analysis.common import Study, commonest_answer_share, fmt, mean_sd, run_method, run_study, timing_text, write_table
 from jola_lens.config import JoLAConfig
-from jola_lens.loading import load_model, set_offline_env
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
@@ -44,37 +41,27 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline_env()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--out", default="analysis/results/ablations")
-    ap.add_argument("--cached-only", action="store_true",
-                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones are left out)")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    cmd = command_line("ablations", argv)
-    start = time.time()
-    model = load_model()
+    return run_study("ablations", __doc__, argv, _run, add_args=lambda ap: ap.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)))
+
+
+def _run(study: Study) -> None:
+    args = study.args
     runs = []
     for task in args.tasks:
-        setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
-                           test_size=args.test_size, data_root=args.data_root)
+        setup = study.setup(task)
         for seed in args.seeds:
             for variant in args.variants:
                 jc, tc = VARIANTS[variant]
-                key = run_key(task, "jola" if variant == "default" else f"ablation-{variant}", seed=seed,
-                              epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
-                r = cached_run(out, key, lambda: run_method(model, setup, "jola", seed=seed, epochs=args.epochs,
-                                                            jola_config=JoLAConfig(**jc), train_overrides=tc,
-                                                            progress=not args.no_progress), reuse=args.reuse,
-                               only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
+                key = study.key(task, "jola" if variant == "default" else f"ablation-{variant}", seed=seed)
+                r = study.run(key, lambda: run_method(study.model, setup, "jola", seed=seed, epochs=args.epochs,
+                                                      jola_config=JoLAConfig(**jc), train_overrides=tc,
+                                                      progress=study.progress), setup=setup)
                 if r is None:
                     continue
                 r["variant"] = variant
                 runs.append(r)
-                _write(out, runs, cmd, time.time() - start, args)
-    return 0
+                _write(study.out, runs, study.cmd, study.seconds(), args)
 
 
 def _open(runs: list[dict[str, Any]]) -> str:

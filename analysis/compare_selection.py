@@ -23,7 +23,9 @@ For each task:
    its own agreement across seeds. The downstream table gives each seed and the mean +- sd over seeds.
 
 Writes ``runs/`` (cached), ``selection.json`` (masks), ``overlap.csv/.md``, ``downstream.csv/.md``,
-and ``selection_grid.html``, ``selection_jaccard.html``, ``layer_histogram.html``.
+and ``selection_grid.html``, ``selection_jaccard.html``, ``layer_histogram.html``. ``--cached-only``
+trains and selects nothing: a task without its stored JoLA run is skipped, a selector without every
+seed's stored selection and a downstream run not stored are left out.
 """
 
 from __future__ import annotations
@@ -31,15 +33,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             timing_text, write_table)
-from jola_lens.loading import load_model, set_offline_env
+from analysis.common import Study, fmt, mean_sd, run_method, run_study, timing_text, write_table
 from jola_lens.plots import jaccard
 from jola_lens.selection import select, top_k_mask
 
@@ -67,78 +66,88 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline_env()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap, seeds=(42, 43, 44))
-    ap.add_argument("--selectors", nargs="+", default=SELECTORS, choices=SELECTORS + ["all"])
-    ap.add_argument("--select-epochs", type=int, default=1)
-    ap.add_argument("--k", type=int, default=None,
-                    help="heads per mask (default: JoLA's open-head count); JoLA's mask is then its top K by P(open)")
-    ap.add_argument("--no-downstream", action="store_true")
-    ap.add_argument("--downstream-seeds", nargs="+", type=int, default=None,
-                    help="seeds (a subset of --seeds) to train the downstream edits with; default: the first seed")
-    ap.add_argument("--out", default="analysis/results/compare_selection")
-    args = ap.parse_args(argv)
+    def add_args(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--selectors", nargs="+", default=SELECTORS, choices=SELECTORS + ["all"])
+        ap.add_argument("--select-epochs", type=int, default=1)
+        ap.add_argument("--k", type=int, default=None,
+                        help="heads per mask (default: JoLA's open-head count); JoLA's mask is then its top K by "
+                             "P(open)")
+        ap.add_argument("--no-downstream", action="store_true")
+        ap.add_argument("--downstream-seeds", nargs="+", type=int, default=None,
+                        help="seeds (a subset of --seeds) to train the downstream edits with; default: the first seed")
+
+    def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+        if missing := [s for s in args.downstream_seeds or [] if s not in args.seeds]:
+            ap.error(f"--downstream-seeds {missing} are not in --seeds {args.seeds}: the selectors' masks exist only "
+                     "for --seeds")
+
+    return run_study("compare_selection", __doc__, argv, _run, add_args=add_args, check=check, seeds=(42, 43, 44),
+                     cached_only_help="train and select nothing: tabulate the runs already stored in --out/runs "
+                                      "(missing ones are left out)")
+
+
+def _run(study: Study) -> None:
+    args, out = study.args, study.out
     down_seeds = args.downstream_seeds or args.seeds[:1]
-    if missing := [s for s in down_seeds if s not in args.seeds]:
-        ap.error(f"--downstream-seeds {missing} are not in --seeds {args.seeds}: the selectors' masks exist only "
-                 "for --seeds")
-    out = Path(args.out)
-    cmd = command_line("compare_selection", argv)
-    start = time.time()
-    model = load_model()
-    overlap_rows, down_rows, masks_json = [], [], {}
+    overlap_rows: list[dict] = []
+    down_rows: list[dict] = []
+    masks_json: dict[str, Any] = {}
     for task in args.tasks:
-        setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
-                           test_size=args.test_size, data_root=args.data_root)
+        setup = study.setup(task)
         s0 = args.seeds[0]
 
-        def size(seed: int) -> dict[str, int]:
-            return dict(seed=seed, epochs=args.epochs, n_train=args.train_size, n_test=args.test_size)
+        def jola_run(seed: int) -> dict[str, Any] | None:
+            return study.run(study.key(task, "jola", seed=seed), lambda: run_method(
+                study.model, setup, "jola", seed=seed, epochs=args.epochs, progress=study.progress), setup=setup,
+                rerun=False)
 
-        def jola_run(seed: int) -> dict[str, Any]:
-            return cached_run(out, run_key(task, "jola", **size(seed)), lambda: run_method(
-                model, setup, "jola", seed=seed, epochs=args.epochs, progress=not args.no_progress), reuse=args.reuse)
-
-        jkey = run_key(task, "jola", **size(s0))
+        jkey = study.key(task, "jola", seed=s0)
         jola = jola_run(s0)
+        if jola is None:
+            print(f"[analysis] {task}: no stored JoLA run {jkey} (--cached-only): task skipped")
+            continue
         jscores = torch.tensor(jola["prob_open"]) if jola.get("prob_open") else None
-        n_open = int(torch.tensor(jola["open_mask"]).sum())
+        open_mask = torch.tensor(jola["open_mask"])
+        n_layers, n_heads = open_mask.shape  # the model's heads, read off JoLA's stored mask
+        n_open = int(open_mask.sum())
         k = args.k or max(1, n_open)
-        if k > model.cfg.n_layers * model.cfg.n_heads:
-            raise ValueError(f"--k {k} is more than the model's {model.cfg.n_layers * model.cfg.n_heads} heads")
+        if k > n_layers * n_heads:
+            raise ValueError(f"--k {k} is more than the model's {n_layers * n_heads} heads")
         by_rank = bool(args.k) or not n_open  # JoLA's mask from its P(open) ranking, not its open gates
         if by_rank and jscores is None:
             raise ValueError(f"JoLA run {jkey} has no P(open) to rank heads by; leave out --k")
         # JoLA's ranking: max over the two gates' P(open), stored per run as the additive P(open) and mask
-        jmask = top_k_mask(jscores, k) if by_rank else torch.tensor(jola["open_mask"]).bool()
+        jmask = top_k_mask(jscores, k) if by_rank else open_mask.bool()
         masks: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jmask}}
         scores: dict[str, dict[int, torch.Tensor]] = {"jola": {s0: jscores}}
         for name in args.selectors:
+            stored = {}
             for seed in args.seeds:
                 key = f"select.{task}.{name}.k{k}.s{seed}.se{args.select_epochs}.n{args.train_size}"
 
                 def run_select(name: str = name, seed: int = seed) -> dict[str, Any]:
                     opts = {"epochs": args.select_epochs} if name in TRAINED else {}
-                    r = select(name, model, setup.train, k=k, seed=seed, **opts)
+                    r = select(name, study.model, setup.train, k=k, seed=seed, **opts)
                     return {"method": name, "seed": seed, "k": k, "mask": r.mask.int().tolist(),
                             "scores": r.scores.float().tolist(), "seconds": r.record["seconds"],
                             "steps": r.record.get("steps"), "accuracy": None}
 
-                r = cached_run(out, key, run_select)
-                masks.setdefault(name, {})[seed] = torch.tensor(r["mask"]).bool()
-                scores.setdefault(name, {})[seed] = torch.tensor(r["scores"]).float()
+                stored[seed] = study.run(key, run_select, reuse=False, rerun=False)
+            if any(r is None for r in stored.values()):
+                print(f"[analysis] {task}: selector {name} has no stored selection for every seed: left out")
+                continue
+            masks[name] = {seed: torch.tensor(r["mask"]).bool() for seed, r in stored.items()}
+            scores[name] = {seed: torch.tensor(r["scores"]).float() for seed, r in stored.items()}
         jola_runs = {s0: jola}
         if not args.no_downstream:  # JoLA re-trained with each further downstream seed: its own top K there
             for seed in down_seeds:
-                if seed != s0:
-                    jola_runs[seed] = jola_run(seed)
-                    p_open = torch.tensor(jola_runs[seed]["prob_open"])
+                if seed != s0 and (run := jola_run(seed)) is not None:
+                    jola_runs[seed] = run
+                    p_open = torch.tensor(run["prob_open"])
                     masks["jola"][seed], scores["jola"][seed] = top_k_mask(p_open, k), p_open
-        masks_json[task] = {"k": k, "jola_run": jkey, "shape": [model.cfg.n_layers, model.cfg.n_heads],
+        masks_json[task] = {"k": k, "jola_run": jkey, "shape": [n_layers, n_heads],
                             "masks": {n: {str(s): torch.nonzero(m).tolist() for s, m in d.items()}
                                       for n, d in masks.items()}}
-        n_layers = model.cfg.n_layers
         for name, by_seed in masks.items():
             seeds = sorted(by_seed)
             # against JoLA's first-seed mask; JoLA's own row: its other seeds against its first
@@ -159,20 +168,23 @@ def main(argv: list[str] | None = None) -> int:
             })
         if not args.no_downstream:
             for seed in down_seeds:
+                if seed not in jola_runs:
+                    continue  # --cached-only without JoLA's run of this seed: no mask to edit on
                 gated = jola_runs[seed]
                 down_rows.append({"task": task, "selector": "jola (gated, as trained)", "seed": seed,
                                   "k": int(torch.tensor(gated["open_mask"]).sum()), **_acc(gated)})
-                for name in ["jola", *args.selectors]:
-                    key = run_key(task, f"edit-{name}", k=k, **size(seed))
-                    r = cached_run(out, key, lambda name=name, seed=seed: run_method(
-                        model, setup, f"edit:{name}", seed=seed, epochs=args.epochs, mask=masks[name][seed],
-                        progress=not args.no_progress), rerun_without_rows=args.rerun_without_rows)
+                for name in ["jola", *(n for n in args.selectors if n in masks)]:
+                    key = study.key(task, f"edit-{name}", k=k, seed=seed)
+                    r = study.run(key, lambda name=name, seed=seed: run_method(
+                        study.model, setup, f"edit:{name}", seed=seed, epochs=args.epochs, mask=masks[name][seed],
+                        progress=study.progress), setup=setup, reuse=False)
                     # (the selection runs and JoLA's own run are never re-run: the masks above stay the stored ones)
+                    if r is None:
+                        continue
                     down_rows.append({"task": task, "selector": name, "seed": seed, "k": k, **_acc(r)})
-                    _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
-        _write(out, overlap_rows, down_rows, masks_json, cmd, time.time() - start, args, n_layers)
+                    _write(out, overlap_rows, down_rows, masks_json, study.cmd, study.seconds(), args, n_layers)
+        _write(out, overlap_rows, down_rows, masks_json, study.cmd, study.seconds(), args, n_layers)
         _figures(out, masks, k, task, n_layers)
-    return 0
 
 
 def _acc(r: dict[str, Any]) -> dict[str, Any]:

@@ -17,50 +17,40 @@ unchanged, so every size is scored on the same 200 test questions.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from analysis.common import (add_common_args, cached_run, command_line, fmt, mean_sd, run_key, run_method, setup_task,
-                             timing_text, write_table)
-from jola_lens.loading import load_model, set_offline_env
+from analysis.common import Study, fmt, mean_sd, run_method, run_study, timing_text, write_table
 
 LABELS = {"jola": "JoLA", "lora": "LoRA", "lofit": "LoFiT", "zero_shot": "zero-shot"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline_env()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap)
-    ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 500, 1000])
-    ap.add_argument("--methods", nargs="+", default=["jola", "lora", "lofit"], choices=sorted(LABELS))
-    ap.add_argument("--out", default="analysis/results/data_size")
-    ap.add_argument("--cached-only", action="store_true",
-                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones are left out)")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    cmd = command_line("data_size", argv)
-    start = time.time()
-    model = load_model()
+    def add_args(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 200, 500, 1000])
+        ap.add_argument("--methods", nargs="+", default=["jola", "lora", "lofit"], choices=sorted(LABELS))
+
+    return run_study("data_size", __doc__, argv, _run, add_args=add_args)
+
+
+def _run(study: Study) -> None:
+    args = study.args
     runs = []
     for task in args.tasks:
         for size in sorted(args.sizes):
-            setup = setup_task(model, task, train_size=size, valid_size=args.valid_size, test_size=args.test_size,
-                               data_root=args.data_root)
-            if len(setup.train) < size:
-                print(f"[analysis] {task} has {len(setup.train)} training examples: size {size} skipped")
+            setup = study.setup(task, train_size=size)
+            if len(setup.td.train) < size:
+                print(f"[analysis] {task} has {len(setup.td.train)} training examples: size {size} skipped")
                 continue
             for seed in args.seeds:
                 for method in args.methods:
-                    key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=size, n_test=args.test_size)
-                    r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
-                                                                progress=not args.no_progress), reuse=args.reuse,
-                                   only_cached=args.cached_only, rerun_without_rows=args.rerun_without_rows)
+                    key = study.key(task, method, seed=seed, n_train=size)
+                    r = study.run(key, lambda: run_method(study.model, setup, method, seed=seed, epochs=args.epochs,
+                                                          progress=study.progress), setup=setup)
                     if r is None:
                         continue
                     runs.append(r)
-                    _write(out, runs, cmd, time.time() - start, args)
-    return 0
+                    _write(study.out, runs, study.cmd, study.seconds(), args)
 
 
 def _write(out: Path, runs: list[dict], cmd: str, seconds: float, args: argparse.Namespace) -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 import torch
 
+from analysis.common import CONTROLS
 from jola_lens import plots
 from jola_lens.train import GateLog
 
@@ -124,8 +124,11 @@ def dev_bars(summaries: list[Path], out: Path, html: bool) -> list[Path]:
     bars = []
     for r in rows:
         task = r["task"]
-        for method, key in (("zero-shot", "zero_shot"), ("JoLA", "jola"), ("majority label", "majority")):
-            value = r.get(key) if key == "majority" else r.get(f"{key}.likelihood_acc", r.get(f"{key}.rouge_l"))
+        for method, key in (("zero-shot", "zero_shot"), ("JoLA", "jola"), *((v, k) for k, v in CONTROLS.items())):
+            if key in CONTROLS:  # summaries written before both controls were kept have the first as "majority"
+                value = r.get(key, r.get("majority") if key == "commonest_training_label" else None)
+            else:
+                value = r.get(f"{key}.likelihood_acc", r.get(f"{key}.rouge_l"))
             if value is not None:
                 bars.append({"task": task, "method": method, "accuracy": value})
     written: list[Path] = []

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import glob
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.common import (add_common_args, cached_run, command_line, commonest_answer_share, fmt, mean_sd, run_key,
-                             run_file_stem, run_method, setup_task, write_table)
-from jola_lens.loading import load_model, set_offline_env
+from analysis.common import (CONTROLS, CONTROLS_NOTE, Study, commonest_answer_share, fmt, mean_sd, run_file_stem,
+                             run_method, run_study, write_table)
 
 METHODS = ["zero_shot", "iti", "bitfit", "red", "loreft", "lora", "lofit", "jola"]
 COLLAPSED = 0.9  # a run giving one answer to this share of the test questions or more is flagged under the table
@@ -30,39 +28,31 @@ LABELS = {"zero_shot": "zero-shot", "iti": "ITI steering", "bitfit": "BitFit", "
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_offline_env()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap)
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    ap.add_argument("--out", default="analysis/results/main_table")
-    ap.add_argument("--cached-only", action="store_true",
-                    help="train nothing: tabulate the runs already stored in --out/runs (missing ones: n/a)")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    start = time.time()
-    model = load_model()
+    return run_study("main_table", __doc__, argv, _run,
+                     add_args=lambda ap: ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS),
+                     cached_only_help="train nothing: tabulate the runs already stored in --out/runs (missing ones: "
+                                      "n/a)")
+
+
+def _run(study: Study) -> None:
+    args, out = study.args, study.out
     runs = []
     for task in args.tasks:
-        setup = setup_task(model, task, train_size=args.train_size, valid_size=args.valid_size,
-                           test_size=args.test_size, data_root=args.data_root)
+        setup = study.setup(task)
         for seed in args.seeds:
             for method in args.methods:
                 if method == "zero_shot" and seed != args.seeds[0]:
                     continue  # deterministic: one run per task
-                key = run_key(task, method, seed=seed, epochs=args.epochs, n_train=args.train_size,
-                              n_test=args.test_size)
+                key = study.key(task, method, seed=seed)
                 if method == "zero_shot":  # any seed's stored zero-shot run will do (e.g. `--seeds 43` alone)
                     key = stored_zero_shot_key(key, [out, *args.reuse]) or key
-                r = cached_run(out, key, lambda: run_method(model, setup, method, seed=seed, epochs=args.epochs,
-                                                            progress=not args.no_progress),
-                               reuse=args.reuse, only_cached=args.cached_only,
-                               rerun_without_rows=args.rerun_without_rows)
+                r = study.run(key, lambda: run_method(study.model, setup, method, seed=seed, epochs=args.epochs,
+                                                      progress=study.progress), setup=setup)
                 if r is None:
                     continue
-                r["majority"] = setup.majority
+                r["controls"] = setup.controls  # from the task's data, for stored runs too
                 runs.append(r)
-                summarise(runs, out, command_line("main_table", argv), time.time() - start, args)
-    return 0
+                summarise(runs, out, study.cmd, study.seconds(), args)
 
 
 def stored_zero_shot_key(key: str, folders: Sequence[str | Path]) -> str | None:
@@ -103,7 +93,7 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
             cells[t, m] = (mean, sd, n)
             rows.append({"task": t, "method": m, "accuracy_mean": mean, "accuracy_sd": sd, "n_seeds": n,
                          "acc_norm_mean": norm[t, m][0], "trainable_params": rs[0].get("trainable_params", 0),
-                         "n_test": rs[0]["n"], "majority": rs[0].get("majority"),
+                         "n_test": rs[0]["n"], **{k: (rs[0].get("controls") or {}).get(k) for k in CONTROLS},
                          "train_seconds_mean": mean_sd([r["train_seconds"] for r in rs])[0],
                          "commonest_answer_share": mean_sd([share[id(r)] for r in rs])[0],
                          "seeds": [r["seed"] for r in rs]})
@@ -111,7 +101,7 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
     complete = [t for t in tasks if all((t, m) in cells for m in methods)]
     mean_label = "tasks" if complete == tasks else (", ".join(complete) or "no task (none complete)")
     params = {m: next(r["trainable_params"] for r in rows if r["method"] == m) for m in methods}
-    maj = [next((r["majority"] for r in rows if r["task"] == t), None) for t in tasks]
+    controls = {k: [next((r[k] for r in rows if r["task"] == t), None) for t in tasks] for k in CONTROLS}
 
     def table(cell: dict) -> list[str]:
         out_lines = ["| method | params | " + " | ".join(tasks) + f" | mean over {mean_label} |",
@@ -122,14 +112,15 @@ def summarise(runs: list[dict], out: Path, cmd: str, seconds: float, args: argpa
             mean_all = sum(have) / len(have) if complete and len(have) == len(complete) else None
             out_lines.append(f"| {LABELS[m]} | {params[m]:,} | " + " | ".join(
                 f"{fmt(a, s)}" + (f" (n={n})" if n > 1 else "") for a, s, n in accs) + f" | {fmt(mean_all)} |")
-        return out_lines + ["| majority label | 0 | " + " | ".join(fmt(x) for x in maj) + " | |"]
+        return out_lines + [f"| {CONTROLS[k]} | 0 | " + " | ".join(fmt(x) for x in xs) + " | |"
+                            for k, xs in controls.items()]
 
     lines = [f"Command: `{cmd}`", "",
              f"Bundled SmolLM2-135M-Instruct; {args.train_size} training / {args.valid_size} validation examples, "
              f"{args.epochs} epochs, test sample {args.test_size} per task; option-text likelihood accuracy, "
              f"mean ± sd over seeds {args.seeds} (n = seeds that finished). Run time of the tabulated runs "
              f"{sum(r.get('seconds') or 0 for r in runs) / 60:.0f} min (each run's in runs/*.json); this "
-             f"invocation {seconds / 60:.0f} min.", "", *table(cells)]
+             f"invocation {seconds / 60:.0f} min.", "", *table(cells), "", CONTROLS_NOTE]
     stored = [(r, x) for r in runs if (x := share[id(r)]) is not None]
     if stored:
         flagged = [f"{r['task']} {LABELS[r['method']]} seed {r['seed']} ({x:.0%})" for r, x in stored if x >= COLLAPSED]

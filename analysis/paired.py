@@ -144,6 +144,48 @@ def compare(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] |
     return res, missing
 
 
+def why_unpaired(runs: Sequence[StoredRun], a: str, b: str, *, tasks: Sequence[str] | None = None,
+                 seeds: Sequence[int] | None = None, settings: str | None = None) -> list[str]:
+    """Why :func:`compare` found no pair of ``a`` and ``b``, one line per task: a method with no stored
+    run there at all (with these settings and seeds), runs on both sides that kept no per-question
+    predictions, or runs on both sides with no seed in common.
+
+    Example:
+        >>> r = StoredRun("boolq", "jola", 1, "e3.n200.t200", Path("jola.json"), None)
+        >>> why_unpaired([r], "jola", "lora", settings="e3.n200.t200")
+        ['boolq: lora has no stored run with settings e3.n200.t200']
+        >>> import dataclasses
+        >>> why_unpaired([r, dataclasses.replace(r, method="lora", path=Path("lora.json"))], "jola", "lora")
+        ['boolq: runs of both exist, but these kept no per-question predictions: jola.json, lora.json']
+    """
+    def keep(r: StoredRun) -> bool:
+        return ((tasks is None or r.task in tasks) and (settings is None or r.settings == settings)
+                and (seeds is None or r.seed in seeds or r.method in SEEDLESS))
+
+    where = "".join([f" with settings {settings}" if settings else "",
+                     f" and seed {'/'.join(map(str, seeds))}" if seeds and settings else
+                     f" with seed {'/'.join(map(str, seeds))}" if seeds else ""])
+    reasons = []
+    for task in tasks or sorted({r.task for r in runs if r.method in (a, b) and keep(r)}):
+        have = {m: [r for r in runs if r.method == m and r.task == task and keep(r)] for m in (a, b)}
+        absent = [m for m in dict.fromkeys((a, b)) if not have[m]]
+        if absent:
+            reasons.append(f"{task}: {' and '.join(absent)} {'has' if len(absent) == 1 else 'have'} no stored run"
+                           f"{where}")
+            continue
+        res, missing = compare(runs, a, b, tasks=[task], seeds=seeds, settings=settings)
+        if res is not None:
+            continue
+        if missing:
+            reasons.append(f"{task}: runs of both exist, but these kept no per-question predictions: "
+                           f"{', '.join(sorted(missing))}")
+        else:
+            seeds_of = {m: "/".join(str(s) for s in sorted({r.seed for r in have[m]})) for m in (a, b)}
+            reasons.append(f"{task}: runs of both exist, but with no seed in common ({a}: seeds {seeds_of[a]}; "
+                           f"{b}: seeds {seeds_of[b]})")
+    return reasons
+
+
 def _settings_order(settings: str) -> tuple[int, ...]:
     """Sort key of a settings tail by its numbers, so n50 comes before n100.
 
@@ -178,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             if res is not None:
                 rows.append({"a": args.a, "b": b, "settings": st, **res})
         if not any(r["b"] == b for r in rows):
-            print(f"[paired] {args.a} vs {b}: no pair of runs with per-question predictions")
+            reasons = [x for st in all_settings
+                       for x in why_unpaired(runs, args.a, b, tasks=args.tasks, seeds=args.seeds, settings=st)]
+            print(f"[paired] {args.a} vs {b}: no pair of runs to compare" + "".join(f"\n  {x}" for x in reasons))
     lines = ["| A | B | settings | tasks | seeds | questions | acc A | acc B | A - B (paired SE) | A right, B wrong "
              "| B right, A wrong |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -17,8 +17,9 @@ and a ratio is the ratio of two medians (the median of the per-round ratios is k
 Inference runs under ``torch.inference_mode()``. Peak RSS is read in a fresh subprocess per workload.
 
 1. Training step, batch 8 of the bundled ARC-Easy sample as the demo tokenises it (``TaskSpec(task="demo")``:
-   its prompt style and target), in the trainer's length-grouped batch order. ``jola``: ``JoLATrainer._train_step`` (hooks,
-   answer-only loss, gate penalty, backward, clipping, AdamW, schedulers, gate log). ``jola_bare``: the
+   its prompt style and target), in the trainer's length-grouped batch order. ``jola``:
+   ``JoLATrainer._train_step`` (hooks, answer-only loss, gate penalty, backward, clipping, AdamW,
+   schedulers, gate log). ``jola_bare``: the
    same forward, penalty, backward and AdamW step without the trainer's bookkeeping. ``floor``: the
    frozen model with no edit hooks, the same answer-only loss, and one dummy scalar parameter
    multiplied into ``hook_z`` of the first edited layer, so that autograd runs the same backward
@@ -126,7 +127,7 @@ def settings_for(quick: bool) -> Settings:
 class ByteTokenizer:
     """A stand-in tokenizer for the tiny random model: one id per UTF-8 byte, then pad, EOS and BOS.
 
-    It has what ``jola_lens.data`` and ``jola_lens.evaluate`` call on a tokenizer, so the quick run
+    It has what ``jola_lens.tasks`` and ``jola_lens.eval`` call on a tokenizer, so the quick run
     goes through the same code paths as the bundled model without needing its files.
 
     Example:
@@ -188,7 +189,7 @@ class Inputs:
 
 def load_inputs(model: Any, quick: bool) -> Inputs:
     """The demo's data, prompt style and target, tokenised once."""
-    from jola_lens import data as D
+    from jola_lens import tasks as D
     from jola_lens.experiment import TaskSpec, load_task_data, tokenize_splits
 
     spec = TaskSpec(task="demo", max_length=1000 if quick else 400)  # bytes are ~4x tokens
@@ -267,9 +268,9 @@ def _log(msg: str) -> None:
 # 1. Training step
 # =============================================================================================
 def bench_train(model: Any, jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
-    from jola_lens.cli import DEMO_DEFAULTS
-    from jola_lens.data import length_grouped_batches
+    from jola_lens.recipes import DEMO_DEFAULTS
     from jola_lens.schedule import gate_penalty
+    from jola_lens.tasks import length_grouped_batches
     from jola_lens.train import JoLATrainer, TrainConfig, answer_loss, collate
 
     pad = _pad_id(model)
@@ -330,7 +331,9 @@ def bench_train(model: Any, jm: Any, inp: Inputs, st: Settings) -> dict[str, Any
 # =============================================================================================
 # 2. Inference: forward and generation, base vs hooked vs merged
 # =============================================================================================
-def _prompt_batches(model: Any, prompts: list[str], bs: int, n: int, prepend_bos: bool) -> list[dict[str, torch.Tensor]]:
+def _prompt_batches(
+    model: Any, prompts: list[str], bs: int, n: int, prepend_bos: bool
+) -> list[dict[str, torch.Tensor]]:
     from jola_lens.train import collate
 
     tok = model.tokenizer
@@ -342,7 +345,7 @@ def _prompt_batches(model: Any, prompts: list[str], bs: int, n: int, prepend_bos
 
 
 def bench_inference(model: Any, jm: Any, merged: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
-    from jola_lens import evaluate as E
+    from jola_lens import eval as E
 
     jm.eval()
     n_fwd = max(st.forward_repeats, st.warmup)
@@ -360,9 +363,10 @@ def bench_inference(model: Any, jm: Any, merged: Any, inp: Inputs, st: Settings)
         with jm.applied(), torch.inference_mode():
             model(b["input_ids"], attention_mask=b["attention_mask"])
 
-    ftimes = interleaved({"base": plain(model), "hooked": hooked, "merged": plain(merged)}, st.forward_repeats, st.warmup)
-    _log(f"forward: base {statistics.median(ftimes['base']):.3f} s, hooked {statistics.median(ftimes['hooked']):.3f} s, "
-         f"merged {statistics.median(ftimes['merged']):.3f} s")
+    ftimes = interleaved({"base": plain(model), "hooked": hooked, "merged": plain(merged)}, st.forward_repeats,
+                         st.warmup)
+    _log(f"forward: base {statistics.median(ftimes['base']):.3f} s, "
+         f"hooked {statistics.median(ftimes['hooked']):.3f} s, merged {statistics.median(ftimes['merged']):.3f} s")
 
     n_gen = max(st.generate_repeats, st.warmup)
     groups = [inp.prompts[i * st.batch_size : (i + 1) * st.batch_size] for i in range(n_gen)]
@@ -396,8 +400,8 @@ def bench_inference(model: Any, jm: Any, merged: Any, inp: Inputs, st: Settings)
 # 3. Evaluation throughput: batched vs one at a time
 # =============================================================================================
 def bench_eval(jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
-    from jola_lens import data as D
-    from jola_lens import evaluate as E
+    from jola_lens import eval as E
+    from jola_lens import tasks as D
 
     test = inp.td.test[: st.n_likelihood]
     prompts = inp.prompts[: st.n_likelihood]
@@ -449,7 +453,8 @@ def bench_eval(jm: Any, inp: Inputs, st: Settings) -> dict[str, Any]:
     eps = lambda t, n: n / statistics.median(t)  # noqa: E731
     return {
         "batched_eval_speedup": ratio_of_medians(ltimes, "single", "batched"),
-        "label_likelihood_examples_per_s": {"batched": eps(ltimes["batched"], n_ll), "single": eps(ltimes["single"], n_ll)},
+        "label_likelihood_examples_per_s": {"batched": eps(ltimes["batched"], n_ll),
+                                            "single": eps(ltimes["single"], n_ll)},
         "label_likelihood_same_predictions": ll_out.get("batched") == ll_out.get("single"),
         "batched_eval_gemm_bound": ceiling,
         "generation_batched_speedup": ratio_of_medians(gtimes, "single", "batched"),
@@ -530,10 +535,10 @@ def current_rss_mb() -> float | None:
 
 def child_main(kind: str, quick: bool) -> dict[str, Any]:
     """One workload in this (fresh) process; returns its memory figures."""
-    from jola_lens import data as D
-    from jola_lens.cli import DEMO_DEFAULTS
+    from jola_lens import tasks as D
     from jola_lens.experiment import evaluate_task
     from jola_lens.model import JoLAModel
+    from jola_lens.recipes import DEMO_DEFAULTS
     from jola_lens.train import JoLATrainer, TrainConfig
 
     st = settings_for(quick)
@@ -767,9 +772,10 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if gb:
         add(f"label-likelihood eval, profiled CPU time: matrix products one at a time vs batch {eb}, and the "
             "ceiling they put on batching (all CPU time one at a time / batched matrix products)", None,
-            f"GEMM {gb['gemm_s_single']:.1f} s ({100 * gb['gemm_share_single']:.0f}% of {gb['total_cpu_s_single']:.1f} s)"
-            f" vs {gb['gemm_s_batched']:.1f} s (of {gb['total_cpu_s_batched']:.1f} s); CPU time {gb['cpu_speedup']:.2f}x"
-            f" faster batched, at most {gb['ceiling']:.2f}x")
+            f"GEMM {gb['gemm_s_single']:.1f} s ({100 * gb['gemm_share_single']:.0f}% of "
+            f"{gb['total_cpu_s_single']:.1f} s) vs {gb['gemm_s_batched']:.1f} s "
+            f"(of {gb['total_cpu_s_batched']:.1f} s); CPU time {gb['cpu_speedup']:.2f}x faster batched, "
+            f"at most {gb['ceiling']:.2f}x")
     ge = res["generation_examples_per_s"]
     add(f"generation eval ({nt} tokens, stop at newline), batch {eb} vs one at a time", "generation_batched_speedup",
         f"{res['generation_batched_speedup']:.2f}x ({ge['batched']:.2f} vs {ge['single']:.2f} examples/s)")
@@ -796,8 +802,9 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# jola_lens benchmarks ({'QUICK: tiny random model, targets not judged' if res['quick'] else res['model']})",
         "",
-        f"{res['date']}; {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch_version']}, "
-        f"{m['torch_threads']} threads (OMP_NUM_THREADS={m['OMP_NUM_THREADS']}); benchmark took {res['benchmark_seconds']:.0f} s.",
+        f"{res['date']}; {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable), "
+        f"torch {m['torch_version']}, {m['torch_threads']} threads (OMP_NUM_THREADS={m['OMP_NUM_THREADS']}); "
+        f"benchmark took {res['benchmark_seconds']:.0f} s.",
         f"Load average at start {res['load_average']['start']}, at end {res['load_average']['end']}.",
     ]
     busy = res.get("busy_processes_at_start")
@@ -892,9 +899,11 @@ def run_benchmarks(quick: bool, out_dir: str | Path, demo_results: str | None = 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny random model, 2-3 repeats, no demo (seconds)")
-    ap.add_argument("--out", default=DEFAULT_OUT, help=f"output folder for latest.json and latest.md (default {DEFAULT_OUT})")
+    ap.add_argument("--out", default=DEFAULT_OUT,
+                    help=f"output folder for latest.json and latest.md (default {DEFAULT_OUT})")
     ap.add_argument("--demo-results", default=None,
-                    help=f"a demo results.json to read demo_seconds and the open gates from (default {DEFAULT_DEMO_RESULTS} if present)")
+                    help="a demo results.json to read demo_seconds and the open gates from "
+                         f"(default {DEFAULT_DEMO_RESULTS} if present)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads(N) here and in the RSS subprocesses (default: torch's own choice)")
     ap.add_argument("--child", choices=("train", "eval"), default=None, help=argparse.SUPPRESS)

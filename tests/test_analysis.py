@@ -7,8 +7,10 @@ sizes mean nothing and are only checked for range.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,13 +183,11 @@ def test_compare_selection_ablations_and_data_size(smollm, tmp_path):
     assert names == ["accuracy_vs_size.html", "main_table_bars.html", "selection_grid.html", "selection_jaccard.html"]
 
 
-def test_bundled_arc_training_set_grows_from_the_full_split():
-    from pathlib import Path
-
+def test_bundled_arc_training_set_grows_from_the_full_split(shared_data):
     from analysis.common import extend_bundled_train
     from jola_lens.experiment import TaskSpec, load_task_data
 
-    shared = Path(__file__).parents[2] / "shared" / "data"
+    shared = shared_data
     td = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=100, test_size=200, seed=42))
     big, bigger = (extend_bundled_train(td, n, data_root=str(shared)) for n in (300, 450))
     ids = lambda xs: [e["id"] for e in xs]  # noqa: E731
@@ -195,7 +195,8 @@ def test_bundled_arc_training_set_grows_from_the_full_split():
     assert ids(big.train)[:200] == ids(td.train) and ids(bigger.train)[:300] == ids(big.train)  # nested
     assert ids(big.valid) == ids(td.valid) and ids(big.test) == ids(td.test)  # one test sample for every size
     assert len(set(ids(bigger.train))) == 450
-    everything = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=None, test_size=None))
+    # every bundled example (TaskSpec.valid_size is an int: a size above the sample keeps it all)
+    everything = load_task_data(TaskSpec(task="demo", train_size=None, valid_size=10**6, test_size=None))
     held_out = set(ids(everything.valid)) | set(ids(everything.test))
     assert not set(ids(bigger.train)) & held_out  # never a bundled validation or test example
     with pytest.raises(ValueError, match="does not exceed"):
@@ -328,3 +329,229 @@ def test_main_table_reports_whether_reruns_reproduced_the_stored_accuracy():
         "", "Re-run to keep per-question predictions: 2 runs; 1 gave the replaced accuracy exactly; "
         "largest change 0.030."]
     assert main_table.rerun_text([{"accuracy": 0.5}]) == []
+
+
+# ---- the study skeleton, task folders, controls (no model: every run here is a synthetic file) ----------------
+
+
+def _task_folder(root, name="my_task"):
+    """A tiny multiple-choice task folder: every training answer is ``answer1``, the test answers are
+    mostly ``answer2``, so the two controls differ (commonest training label 0.25, test-sample majority 0.75)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+
+    def ex(split, i, answer):
+        return {"id": f"{name}-{split}-{i}", "question": f"{split} question {i}?", "choices": ["red", "green", "blue"],
+                "answer": answer}
+
+    train = [ex("train", i, "answer1") for i in range(8)]
+    test = [ex("test", i, a) for i, a in enumerate(["answer2", "answer2", "answer2", "answer1"])]
+    for split, rows in (("train", train), ("test", test)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+SMALL = ["--train-size", "4", "--valid-size", "2", "--test-size", "4", "--no-progress"]
+
+
+def _synthetic_run(out, task, method, *, seed=42, epochs=3, accuracy=0.5):
+    r = {"task": task, "method": method, "seed": seed, "accuracy": accuracy, "likelihood_acc_norm": accuracy,
+         "trainable_params": 0, "n": 4, "train_seconds": 1.0, "seconds": 2.0}
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "runs" / f"{task}.{method}.s{seed}.e{epochs}.n4.t4.json").write_text(json.dumps(r))
+    return r
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading the model fails: a study that only tabulates stored runs must not need it."""
+    import analysis.common
+
+    def refuse():
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(analysis.common, "load_model", refuse)
+
+
+def test_every_study_main_goes_through_the_one_skeleton(monkeypatch):
+    from analysis import dev_tasks
+
+    called = []
+    for mod in (main_table, ablations, compare_selection, data_size, dev_tasks):
+        monkeypatch.setattr(mod, "run_study", lambda name, doc, argv, body, **kw: called.append((name, body)) or 0)
+        assert mod.main([]) == 0
+    assert [n for n, _ in called] == ["main_table", "ablations", "compare_selection", "data_size", "dev_tasks"]
+    assert all(callable(body) for _, body in called)
+
+
+def test_run_study_parses_the_common_arguments_and_hands_over_a_study(tmp_path, no_model):
+    from analysis.common import run_study
+    from jola_lens.recipes import get_recipe
+
+    seen = []
+    argv = ["--tasks", "ARC-Easy", "--seeds", "1", "2", "--out", str(tmp_path / "o")]
+    assert run_study("my_study", "doc", argv, seen.append,
+                     add_args=lambda ap: ap.add_argument("--extra", type=int, default=7)) == 0
+    (study,) = seen
+    assert study.cmd == "python -m analysis.my_study " + " ".join(argv)
+    assert study.out == tmp_path / "o" and study.args.extra == 7 and study.args.seeds == [1, 2]
+    assert study.args.epochs == get_recipe("demo").train["epochs"] == 3  # one epochs default: the demo recipe's
+    assert study.cached_only is False and study.progress is True and study.seconds() >= 0
+    assert study.key("ARC-Easy", "jola", seed=1) == "ARC-Easy.jola.s1.e3.n200.t200"
+    # the default output folder is the study's own; no common arguments without common=True
+    assert run_study("my_study", "doc", ["--cached-only"], seen.append, common=False) == 0
+    assert seen[-1].out == Path("analysis/results/my_study") and seen[-1].cached_only
+    assert not hasattr(seen[-1].args, "tasks")
+    with pytest.raises(SystemExit):  # the flag exists only where the study asks for it
+        run_study("my_study", "doc", ["--cached-only"], seen.append, common=False, cached_only_help=None)
+
+
+def test_epochs_default_follows_the_demo_recipe(tmp_path, monkeypatch, no_model):
+    from jola_lens import recipes
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    _task_folder(root)
+    _synthetic_run(out, "my_task", "jola", epochs=5)
+    demo = recipes.get_recipe("demo")
+    monkeypatch.setitem(recipes.RECIPES, "demo", dataclasses.replace(demo, train={**demo.train, "epochs": 5}))
+    assert main_table.main(["--tasks", "my_task", "--methods", "jola", "--data-root", str(root), "--cached-only",
+                            "--out", str(out), *SMALL]) == 0
+    md = (out / "main_table.md").read_text()
+    assert "5 epochs" in md and "| JoLA | 0 | 0.500 |" in md  # the e5 run was found without --epochs
+
+
+def test_studies_take_any_task_folder_under_the_data_root(tmp_path, capsys, no_model):
+    root, out = tmp_path / "data", tmp_path / "out"
+    _task_folder(root)
+    _task_folder(root / "suite", "inner")  # one level down, as mmlu_pro/biology
+    _synthetic_run(out, "my_task", "zero_shot", accuracy=0.25)
+    _synthetic_run(out, "my_task", "jola", accuracy=0.75)
+    argv = ["--methods", "zero_shot", "jola", "--data-root", str(root), "--cached-only", "--out", str(out), *SMALL]
+    assert main_table.main(["--tasks", "my_task", *argv]) == 0
+    rows = _rows(out / "main_table.csv")
+    assert [(r["task"], r["method"], r["accuracy_mean"]) for r in rows] == [("my_task", "zero_shot", "0.25"),
+                                                                           ("my_task", "jola", "0.75")]
+    # an unknown name is an argument error that lists the task folders under the data root
+    for mod in (main_table, ablations, data_size, compare_selection):
+        with pytest.raises(SystemExit) as e:
+            mod.main(["--tasks", "my_task", "no_such_task", "--data-root", str(root), "--cached-only",
+                      "--out", str(out)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "unknown task 'no_such_task'" in err and "my_task, suite/inner" in err and "'my_task'" not in err
+        assert "ARC-Easy, ARC-Easy-full, boolq" in err  # and the known names
+
+
+def test_main_table_names_and_computes_both_controls(tmp_path, no_model):
+    root, out = tmp_path / "data", tmp_path / "out"
+    _task_folder(root)
+    _synthetic_run(out, "my_task", "jola", accuracy=0.75)
+    assert main_table.main(["--tasks", "my_task", "--methods", "jola", "--data-root", str(root), "--cached-only",
+                            "--out", str(out), *SMALL]) == 0
+    md = (out / "main_table.md").read_text()
+    # training answers are all answer1 (1 of the 4 test answers); the test sample's commonest is answer2 (3 of 4)
+    for table in md.split("Length-normalised")[:2]:
+        assert "| commonest training label | 0 | 0.250 | |" in table
+        assert "| test-sample majority | 0 | 0.750 | |" in table
+    assert "majority label" not in md and "Controls: commonest training label = accuracy" in md
+    row = _rows(out / "main_table.csv")[0]
+    assert (row["commonest_training_label"], row["test_sample_majority"]) == ("0.25", "0.75")
+    assert "majority" not in row
+
+
+def test_new_runs_store_both_controls(tmp_path, monkeypatch):
+    import analysis.common
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    _task_folder(root)
+    monkeypatch.setattr(analysis.common, "load_model", lambda: "the model")
+    calls = []
+
+    def fake_run(model, setup, method, **kw):
+        calls.append((model, setup.name, method))
+        return {"task": setup.name, "method": method, "seed": kw["seed"], "accuracy": 0.5, "n": 4, "train_seconds": 0,
+                "seconds": 0, "trainable_params": 0}
+
+    monkeypatch.setattr(main_table, "run_method", fake_run)
+    assert main_table.main(["--tasks", "my_task", "--methods", "jola", "--data-root", str(root), "--out", str(out),
+                            *SMALL]) == 0
+    assert calls == [("the model", "my_task", "jola")]
+    stored = json.loads((out / "runs" / "my_task.jola.s42.e3.n4.t4.json").read_text())
+    assert stored["controls"] == {"commonest_training_label": 0.25, "test_sample_majority": 0.75}
+
+
+def test_dev_tasks_retabulates_stored_results_with_both_controls(tmp_path, no_model):
+    from analysis import dev_tasks
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    _task_folder(root)
+    folder = out / "demo" / "my_task"
+    folder.mkdir(parents=True)
+    spec = {"task": "my_task", "data_root": str(root), "style": "cloze", "target": "choice_text", "train_size": 4,
+            "valid_size": 2, "test_size": 4}
+    (folder / "results.json").write_text(json.dumps({
+        "task": "my_task", "n_train": 4, "n_test": 4, "spec": spec, "majority_label_acc": 0.25, "train_seconds": 3,
+        "zero_shot": {"likelihood_acc": 0.5, "seconds": 1}, "jola": {"likelihood_acc": 0.75, "seconds": 2},
+        "open_gates": {"additive": 3, "multiplicative": 1}}))
+    (out / "demo" / "summary.md").write_text("Command: `python -m analysis.dev_tasks --tasks my_task` (by hand)\n")
+    assert dev_tasks.main(["--tasks", "my_task", "--cached-only", "--out", str(out)]) == 0
+    lines = (out / "demo" / "summary.md").read_text().splitlines()
+    assert lines[0] == "Command: `python -m analysis.dev_tasks --tasks my_task` (by hand)"  # how the runs were made
+    assert lines[1].startswith("Re-tabulated from the stored runs: `python -m analysis.dev_tasks --tasks my_task "
+                               "--cached-only")
+    assert "| task | metric | commonest training label | test-sample majority | zero-shot | JoLA |" in lines[3]
+    assert lines[5] == "| my_task | likelihood_acc | 0.250 | 0.750 | 0.500 | 0.750 | 3 / 1 | 6 |"
+    row = json.loads((out / "demo" / "summary.json").read_text())[0]
+    assert (row["commonest_training_label"], row["test_sample_majority"]) == (0.25, 0.75)
+
+
+def test_analysis_uses_no_private_library_names():
+    import ast
+
+    repo = Path(__file__).parents[1]
+    found = []
+    for path in sorted((repo / "analysis").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                   and (n.module or "").startswith("jola_lens") for a in n.names}
+        modules |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                    for a in n.names if a.name.startswith("jola_lens")}
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("jola_lens"):
+                found += [f"{path.name}: from {n.module} import {a.name}" for a in n.names if a.name.startswith("_")]
+                if n.module == "jola_lens.cli" and any(a.name == "DEMO_DEFAULTS" for a in n.names):
+                    found.append(f"{path.name}: DEMO_DEFAULTS from jola_lens.cli (use jola_lens.recipes)")
+            if (isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+                    and isinstance(n.value, ast.Name) and n.value.id in modules):
+                found.append(f"{path.name}:{n.lineno}: {n.value.id}.{n.attr}")
+    for path in [*sorted((repo / "notebooks").glob("*.ipynb")), repo / "benchmarks" / "run.py"]:
+        if path.is_file() and "from jola_lens.cli import DEMO_DEFAULTS" in path.read_text():
+            found.append(f"{path.name}: DEMO_DEFAULTS from jola_lens.cli (use jola_lens.recipes)")
+    assert not found
+
+
+def test_paired_says_which_method_has_no_run_and_which_runs_lack_predictions(tmp_path, capsys):
+    from analysis import paired
+
+    study = tmp_path / "a"
+    _stored_run(study, "boolq", "jola", 1, [True, False, True, False])
+    _stored_run(study, "boolq", "lora", 1, [True, True, False, False], rows=False)
+    _stored_run(study, "openbookqa", "lofit", 1, [True, True, False, False])
+    # lofit has runs, but none on BoolQ: that is said, not "no per-question predictions"
+    assert paired.main(["--studies", str(study), "--a", "jola", "--b", "lofit"]) == 1
+    out = capsys.readouterr().out
+    assert "jola vs lofit: no pair of runs to compare" in out
+    assert "boolq: lofit has no stored run with settings e3.n200.t4" in out and "predictions" not in out.split("|")[0]
+    # lora has a BoolQ run with the same settings, which kept no predictions: that is said instead
+    assert paired.main(["--studies", str(study), "--a", "jola", "--b", "lora"]) == 1
+    out = capsys.readouterr().out
+    assert ("boolq: runs of both exist, but these kept no per-question predictions: boolq.lora.s1.e3.n200.t4.json"
+            in out) and "has no stored run" not in out
+    # a --tasks filter naming a task where the compared method never ran
+    assert paired.main(["--studies", str(study), "--a", "lofit", "--b", "jola", "--tasks", "openbookqa"]) == 1
+    assert "openbookqa: jola has no stored run with settings e3.n200.t4" in capsys.readouterr().out
+    # both have runs on the task, with no seed in common
+    _stored_run(study, "boolq", "lofit", 2, [True] * 4)
+    assert paired.main(["--studies", str(study), "--a", "jola", "--b", "lofit", "--tasks", "boolq"]) == 1
+    assert "boolq: runs of both exist, but with no seed in common (jola: seeds 1; lofit: seeds 2)" in \
+        capsys.readouterr().out
