@@ -215,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(f"ARC-Easy, {r['n_test']} test questions, JoLA trained on {r['n_train']} examples (seed {args.seed})")
     print(f"  {'':28} {'likelihood':>10} {'generation':>10}")
-    print(f"  {"commonest training label":28} {r['majority_label_acc']:>10.3f} {'':>10}")
+    print(f"  {'commonest training label':28} {r['majority_label_acc']:>10.3f} {'':>10}")
     print(f"  {'zero-shot':28} {zs['likelihood_acc']:>10.3f} {zs.get('generation_acc', float('nan')):>10.3f}")
     print(f"  {'JoLA':28} {jl['likelihood_acc']:>10.3f} {jl.get('generation_acc', float('nan')):>10.3f}")
     print(f"  (standard error at n={r['n_test']}: about {se:.3f})")
