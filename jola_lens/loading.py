@@ -14,7 +14,7 @@
 Layer norms, value biases and writing weights are never folded or centred, so ``hook_z``
 holds exactly the per-head attention output of the HF model.
 
-Example (tested in ``tests/test_integration.py``)::
+Example (tested in ``tests/integration/test_integration.py``)::
 
     from jola_lens import load_model
     model = load_model()                       # the bundled SmolLM2-135M-Instruct
@@ -256,7 +256,9 @@ def _tokenizer_prepends_bos(tok: Any) -> bool:
     return len(ids) > 0 and ids[0] == tok.bos_token_id
 
 
-def load_hf_dir(path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32, model_name: str | None = None):
+def load_hf_dir(
+    path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32, model_name: str | None = None
+):
     """Load a local HF checkpoint directory as a HookedTransformer (no folding)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -69,7 +69,16 @@ def test_xavier_init_bounds_like_jola_code():
     assert lo - 1e-6 <= float(d.min()) and float(d.max()) <= 1 - lo + 1e-6
 
 
-@pytest.mark.parametrize("bad", [dict(beta=0.0), dict(limits=(0.1, 1.1)), dict(limits=(-0.1, 0.9)), dict(init="nope")])
+@pytest.mark.parametrize("bad", [dict(beta=0.0), dict(limits=(0.1, 1.1)), dict(limits=(-0.1, 0.9))])
 def test_bad_settings_raise(bad):
     with pytest.raises(ValueError):
         HardConcrete((2, 2), **bad)
+
+
+def test_unknown_init_raises():
+    # ``init`` is a Literal: under the test session's type checks the call is refused before it
+    # runs (jaxtyping's TypeCheckError is a TypeError); without them the body raises ValueError.
+    with pytest.raises((ValueError, TypeError)):
+        HardConcrete((2, 2), init="nope")
+    with pytest.raises(ValueError, match="unknown gate init"):
+        HardConcrete((2, 2)).reset_parameters("nope")

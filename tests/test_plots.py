@@ -10,8 +10,7 @@ import pytest
 import torch
 from plotly.offline import get_plotlyjs
 
-from jola_lens import JoLAConfig, JoLAModel
-from jola_lens import plots
+from jola_lens import JoLAConfig, JoLAModel, plots
 from jola_lens.plots import (
     accuracy_vs_size,
     gate_animation,

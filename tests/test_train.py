@@ -4,21 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jola_lens import JoLAConfig, JoLAModel
+from jola_lens import JoLAModel
 from jola_lens.schedule import GateSchedule, gate_penalty
 from jola_lens.train import GateLog, JoLATrainer, TrainConfig, answer_loss, collate
-
-
-def toy_data(n: int, seed: int = 0, vocab: int = 97) -> list[dict]:
-    """Sequences whose answer (last two tokens) is a fixed function of the first token."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(5, 12, (1,), generator=g))
-        prompt = torch.randint(0, vocab, (length,), generator=g).tolist()
-        answer = [(prompt[0] * 7) % vocab, (prompt[0] * 11) % vocab]
-        out.append({"input_ids": prompt + answer, "labels": [-100] * length + answer})
-    return out
+from tests.helpers import toy_data
 
 
 def test_schedules_at_known_steps():

@@ -7,8 +7,8 @@ import torch
 
 from jola_lens import JoLAModel
 from jola_lens.eval import generate_greedy, generate_tokens
+from tests.helpers import randomize
 
-from ..test_model import randomize
 from .helpers import GEN_PROMPTS, chat, naive_greedy, no_hooks_left
 
 

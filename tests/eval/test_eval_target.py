@@ -10,8 +10,8 @@ import torch
 from jola_lens import JoLAModel
 from jola_lens import eval as ev
 from jola_lens.eval import EditorLike, is_editor, score_continuations, score_token_continuations, scoring_target
+from tests.helpers import randomize
 
-from ..test_model import randomize
 from .helpers import CONTS, PROMPTS, chat, no_hooks_left
 
 

@@ -10,17 +10,27 @@ import torch
 from transformer_lens import HookedTransformer
 
 from jola_lens import JoLAConfig, JoLAModel
-from jola_lens.selection import (SelectionResult, edit_on_mask, get_selector, gumbel_soft_topk, list_selectors,
-                                 load_scorer, meta_train_smp, per_layer_top_fraction, register_selector, save_scorer,
-                                 select, top_k_mask)
+from jola_lens.selection import (
+    SelectionResult,
+    edit_on_mask,
+    get_selector,
+    gumbel_soft_topk,
+    list_selectors,
+    load_scorer,
+    meta_train_smp,
+    per_layer_top_fraction,
+    register_selector,
+    save_scorer,
+    select,
+    top_k_mask,
+)
 from jola_lens.selection.base import head_scale_hooks
 from jola_lens.selection.iti import fit_probes
 from jola_lens.selection.pass_ import almost_sure_counts
 from jola_lens.selection.smp import SMPScorer, _pooled, head_scores, representation_kl
 from jola_lens.train import TrainConfig, answer_loss, collate
-
-from .conftest import tiny_cfg
-from .test_train import toy_data
+from tests.conftest import tiny_cfg
+from tests.helpers import toy_data
 
 # Small budgets so that every selector runs in well under a second on the tiny model.
 FAST = {

@@ -26,7 +26,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = ["01_quickstart.ipynb", "02_which_heads.ipynb", "03_ablations.ipynb"]
 KERNEL_NAME = "jola-lens-test-python"
 CELL_TIMEOUT_S = 1800       # one cell: a guard against hangs, generous for a busy shared CPU

@@ -508,7 +508,7 @@ def test_dev_tasks_retabulates_stored_results_with_both_controls(tmp_path, no_mo
 def test_analysis_uses_no_private_library_names():
     import ast
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).resolve().parents[2]
     found = []
     for path in sorted((repo / "analysis").glob("*.py")):
         tree = ast.parse(path.read_text())

@@ -6,8 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from jola_lens import JoLAModel
 from jola_lens.loading import bundled_checkpoint_dir
-
-from .test_model import randomize
+from tests.helpers import randomize
 
 pytestmark = pytest.mark.integration
 

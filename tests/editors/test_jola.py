@@ -7,19 +7,8 @@ from transformer_lens import HookedTransformer
 
 from jola_lens import JoLAConfig, JoLALoadError, JoLAModel
 from jola_lens.edits import hook_name
-
-from .conftest import tiny_cfg
-
-
-def randomize(jm: JoLAModel, scale: float = 0.5, gate_value: float = 2.0) -> None:
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for e in jm.edits.values():
-            for name, p in e.named_parameters():
-                if "log_alpha" in name:
-                    p.copy_(gate_value + torch.randn(p.shape, generator=g))
-                else:
-                    p.copy_(torch.randn(p.shape, generator=g) * scale)
+from tests.conftest import tiny_cfg
+from tests.helpers import randomize
 
 
 def test_only_edits_require_grad_and_count(tiny_model):
