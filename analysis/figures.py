@@ -33,7 +33,6 @@ from analysis.common import CONTROLS
 from jola_lens import plots
 from jola_lens.train import GateLog
 
-
 PNG = {"on": True}  # --no-png turns it off (HTML only: no kaleido or browser needed)
 
 

@@ -18,8 +18,18 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.common import (CONTROLS, CONTROLS_NOTE, Study, commonest_answer_share, fmt, mean_sd, run_file_stem,
-                             run_method, run_study, write_table)
+from analysis.common import (
+    CONTROLS,
+    CONTROLS_NOTE,
+    Study,
+    commonest_answer_share,
+    fmt,
+    mean_sd,
+    run_file_stem,
+    run_method,
+    run_study,
+    write_table,
+)
 
 METHODS = ["zero_shot", "iti", "bitfit", "red", "loreft", "lora", "lofit", "jola"]
 COLLAPSED = 0.9  # a run giving one answer to this share of the test questions or more is flagged under the table

@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,8 @@ def build_editor(model: Any, method: str, *, seed: int, jola_config: JoLAConfig 
         return jm
     if method in list_editors():
         return editor_class(method)(model, **{"seed": seed, **(options or {})})
-    raise ValueError(f"unknown method {method!r}; choose from zero_shot, {', '.join(list_editors())} or edit:<selector>")
+    raise ValueError(f"unknown method {method!r}; choose from zero_shot, {', '.join(list_editors())} "
+                     "or edit:<selector>")
 
 
 def method_record(editor: Any, method: str, mask: Any = None) -> dict[str, Any]:

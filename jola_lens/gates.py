@@ -33,6 +33,7 @@ from torch import Tensor, nn
 BETA = 0.33
 LIMITS = (-0.1, 1.1)
 EPS = 1e-6
+GateInit = Literal["xavier", "constant"]
 
 
 def _check(beta: float, limits: tuple[float, float]) -> None:
@@ -113,7 +114,7 @@ class HardConcrete(nn.Module):
         shape: tuple[int, ...],
         beta: float = BETA,
         limits: tuple[float, float] = LIMITS,
-        init: Literal["xavier", "constant"] = "xavier",
+        init: GateInit = "xavier",
         init_value: float = 0.0,
     ) -> None:
         super().__init__()

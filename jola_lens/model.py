@@ -3,7 +3,7 @@
 
 from .editors.base import attached_hooks, model_identity
 from .editors.io import CONFIG_FILE, EDITS_FILE
-from .editors.jola import SAVE_FORMAT, JoLALoadError, JoLAModel, _SHAPE_KEYS
+from .editors.jola import _SHAPE_KEYS, SAVE_FORMAT, JoLALoadError, JoLAModel
 
 __all__ = ["CONFIG_FILE", "EDITS_FILE", "SAVE_FORMAT", "JoLALoadError", "JoLAModel", "_SHAPE_KEYS",
            "attached_hooks", "model_identity"]

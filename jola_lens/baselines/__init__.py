@@ -12,8 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..editors import RED, BitFit, EditBaseline, Editor, ITISteering, LoFiT, LoRA, LoReFT, PromptPositions
-from ..editors import editor_class, list_editors
+from ..editors import (
+    RED,
+    BitFit,
+    EditBaseline,
+    Editor,
+    ITISteering,
+    LoFiT,
+    LoRA,
+    LoReFT,
+    PromptPositions,
+    editor_class,
+    list_editors,
+)
 
 BASELINES: dict[str, type[Editor]] = {
     "bitfit": BitFit, "red": RED, "loreft": LoReFT, "lora": LoRA, "lofit": LoFiT, "iti": ITISteering,

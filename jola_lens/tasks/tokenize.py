@@ -130,7 +130,8 @@ def tokenize_examples(
         truncated += len(pair["input_ids"]) < len(bos) + len(p) + len(t)
         rows.append({"id": ex.get("id"), **pair, "length": len(pair["input_ids"])})
     if truncated:
-        warnings.warn(f"{truncated} of {len(rows)} prompts were cut on the left to fit max_length={max_length}")
+        warnings.warn(f"{truncated} of {len(rows)} prompts were cut on the left to fit max_length={max_length}",
+                      stacklevel=2)
     return rows
 
 

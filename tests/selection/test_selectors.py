@@ -144,7 +144,8 @@ def test_dsp_soft_topk_sums_to_k(dtype, tau):
 def test_dsp_soft_topk_tends_to_hard_topk_as_tau_falls():
     logits = torch.tensor([[0.3, -1.2, 2.0, 0.1], [1.1, 0.4, -0.5, 0.9], [0.0, 1.5, -2.0, 0.2]])
     hard = top_k_mask(logits, 4).float()
-    gaps = [float((gumbel_soft_topk(logits, 4, tau, gumbel=False) - hard).abs().max()) for tau in (3.0, 0.3, 0.03, 1e-3)]
+    gaps = [float((gumbel_soft_topk(logits, 4, tau, gumbel=False) - hard).abs().max())
+            for tau in (3.0, 0.3, 0.03, 1e-3)]
     assert all(a > b for a, b in zip(gaps, gaps[1:])), gaps
     assert gaps[-1] < 1e-4
     # with noise: nearly binary at a small temperature, and still exactly K
