@@ -27,3 +27,14 @@ def toy_data(n: int, seed: int = 0, vocab: int = 97) -> list[dict]:
         answer = [(prompt[0] * 7) % vocab, (prompt[0] * 11) % vocab]
         out.append({"input_ids": prompt + answer, "labels": [-100] * length + answer})
     return out
+
+
+def prompt_answer_rows(n: int = 16, seed: int = 0) -> list[dict]:
+    """Random prompts of 4-8 tokens, each followed by a two-token answer (labels only on the answer)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        prompt = torch.randint(5, 90, (int(torch.randint(4, 9, (1,), generator=g)),), generator=g).tolist()
+        answer = [7 + i % 3, 3]
+        rows.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer})
+    return rows

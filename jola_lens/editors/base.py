@@ -226,6 +226,9 @@ class Editor(nn.Module):
     needs_prompt_pass: ClassVar[bool] = False
     #: :meth:`merge` folds the edit into the weights exactly
     supports_merge: ClassVar[bool] = False
+    #: :meth:`applied` also tracks prompt positions (a forward pre-hook); edits that act on every
+    #: position alike (JoLA) switch it off
+    uses_positions: ClassVar[bool] = True
 
     def __init__(self, model: Any, config: Any = None) -> None:
         super().__init__()
@@ -302,7 +305,8 @@ class Editor(nn.Module):
             finally:
                 self._applied_depth -= 1
             return
-        with self.positions.attach(self.model), attached_hooks(self.model, self.fwd_hooks()):
+        positions = self.positions.attach(self.model) if self.uses_positions else contextlib.nullcontext()
+        with positions, attached_hooks(self.model, self.fwd_hooks()):
             self._applied_depth = 1
             try:
                 yield self

@@ -20,7 +20,6 @@ Example (a tiny random model; the same code runs on ``load_model()``):
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,6 +50,7 @@ class JoLAModel(Editor):
     display_name = "JoLA"
     config_cls = JoLAConfig
     supports_merge = True
+    uses_positions = False
 
     def __init__(self, model: Any, config: JoLAConfig | None = None, **options: Any) -> None:
         from .base import resolve_config
@@ -91,27 +91,6 @@ class JoLAModel(Editor):
     def fwd_hooks(self) -> list[tuple[str, Callable[..., Tensor]]]:
         """``(hook_name, fn)`` pairs, for ``model.run_with_hooks`` or ``model.hooks``."""
         return [h for e in self.edits.values() for h in e.fwd_hooks()]
-
-    @contextlib.contextmanager
-    def applied(self) -> Iterator["JoLAModel"]:
-        """Attach the edit hooks for the body of the ``with`` block; always detach them.
-
-        Only the hooks added here are removed: hooks the user attached stay in place. A nested
-        ``applied()`` (or ``jola(x)`` inside one) does not apply the edit twice.
-        """
-        if self._applied_depth:
-            self._applied_depth += 1
-            try:
-                yield self
-            finally:
-                self._applied_depth -= 1
-            return
-        with attached_hooks(self.model, self.fwd_hooks()):
-            self._applied_depth = 1
-            try:
-                yield self
-            finally:
-                self._applied_depth = 0
 
     # ---- the trainer's view ---------------------------------------------------------------
     def penalty_schedule(self, config: Any, total_steps: int) -> Any:

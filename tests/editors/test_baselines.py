@@ -11,16 +11,9 @@ from jola_lens.baselines import BASELINES, BitFit, LoRA, LoReFT, PromptPositions
 from jola_lens.baselines.steering import ITISteering
 from jola_lens.eval import generate_tokens, score_token_continuations
 from jola_lens.train import TrainConfig, answer_loss
+from tests.helpers import prompt_answer_rows
 
-
-def _data(n: int = 16, seed: int = 0) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for i in range(n):
-        prompt = torch.randint(5, 90, (int(torch.randint(4, 9, (1,), generator=g)),), generator=g).tolist()
-        answer = [7 + i % 3, 3]
-        rows.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer})
-    return rows
+_data = prompt_answer_rows
 
 
 def _small_options(name: str) -> dict:

@@ -13,16 +13,9 @@ import torch
 
 from jola_lens.editors import EditorLoadError, get_editor, list_editors, load_editor
 from jola_lens.train import TrainConfig
+from tests.helpers import prompt_answer_rows
 
-
-def _data(n: int = 16, seed: int = 0) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for i in range(n):
-        prompt = torch.randint(5, 90, (int(torch.randint(4, 9, (1,), generator=g)),), generator=g).tolist()
-        answer = [7 + i % 3, 3]
-        rows.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer})
-    return rows
+_data = prompt_answer_rows
 
 
 SMALL = {"lofit": {"k": 3, "stage1": {"epochs": 1}}, "iti": {"k": 2}, "loreft": {"rank": 2}, "lora": {"rank": 2}}

@@ -63,4 +63,5 @@ def test_old_data_module_reexports_every_name():
     assert old.load_examples is tasks.load_examples and old.TaskData is tasks.TaskData
     assert old._Seen is tasks.SeenExamples and old._resolve_task_dir is tasks.resolve_task_dir
     assert set(old.__all__) <= set(OLD_DATA_NAMES)
-    assert set(compat.__all__) == {"JoLADataset", "make_data_collator"}
+    assert set(compat.__all__) == {"JoLADataset", "make_data_collator", "get_jola_config", "jola_from_pretrained",
+                                   "trainer_args_from_original", "unfreeze_jola_params"}
