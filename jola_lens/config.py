@@ -108,12 +108,8 @@ class JoLAConfig(EditorConfig):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JoLAConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown JoLAConfig fields: {sorted(unknown)}")
         # JSON and YAML have no tuples: to_dict writes the tuple fields as lists
         d = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
+        return super().from_dict(d)  # type: ignore[return-value]
 
 
