@@ -105,8 +105,21 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # NaN passes every comparison, so finiteness is checked first: a NaN or infinite setting would
+        # otherwise train to NaN edits (or, for gate_lambda, to untrained ones) and report success
+        for name in ("lr", "gate_lr", "gate_lambda", "weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(float(v)):
+                raise ValueError(f"{name} must be a finite number, got {v}")
         if self.lr <= 0 or (self.gate_lr is not None and self.gate_lr <= 0):
-            raise ValueError("learning rates must be > 0")
+            raise ValueError(f"learning rates must be > 0, got lr={self.lr}, gate_lr={self.gate_lr}")
+        for name in ("gate_lambda", "weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        for name in ("warmup_steps", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

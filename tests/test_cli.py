@@ -17,6 +17,7 @@ def run_cli(*args, cwd=None):
         (["heads", "no/such/run"], "not a saved JoLA run"),
         (["eval", "--task", "no_such_task", "--no-progress"], "error"),
         (["train", "--out", "x", "--config", "missing.yaml"], "config file not found"),
+        (["train", "--out", "x", "--lr", "nan", "--no-progress"], "lr must be a finite number"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, needle, tmp_path):

@@ -152,3 +152,12 @@ def test_gate_lr_group(tiny_model):
     t = JoLATrainer(jm, toy_data(8), None, TrainConfig(gate_lr=0.3), progress=False, pad_id=0)
     lrs = sorted(g["lr"] for g in t.optimizer.param_groups)
     assert len(lrs) == 2
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("nan")), ("lr", float("inf")), ("gate_lr", float("nan")),
+                                         ("gate_lambda", float("nan")), ("gate_lambda", -1.0),
+                                         ("max_grad_norm", float("inf")), ("weight_decay", -0.1),
+                                         ("warmup_steps", -1), ("lr", 0.0)])
+def test_non_finite_or_negative_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field if field != "lr" or value != 0.0 else "learning rates"):
+        TrainConfig(**{field: value})
