@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from jola_lens.config import JoLAConfig
+from jola_lens.eval.target import prepends_bos
 from jola_lens.experiment import (
     DEMO_DATA,
     TaskSpec,
@@ -125,7 +126,7 @@ class TaskSetup:
         if self._rows is None:
             model = self._model if hasattr(self._model, "tokenizer") else self._model()
             kw = dict(style=self.spec.style, target=self.spec.target, max_length=self.spec.max_length,
-                      prepend_bos=bool(getattr(model.cfg, "default_prepend_bos", False)))
+                      prepend_bos=prepends_bos(model))
             self._rows = (contrastive_rows(self.td.train, model.tokenizer, **kw),
                           contrastive_rows(self.td.valid, model.tokenizer, **kw))
         return self._rows

@@ -35,6 +35,7 @@ from .eval.driver import (  # noqa: F401  (the task-level evaluation lives in jo
     parse_choice_text,
 )
 from .eval.driver import task_majority_accuracy as majority_label_accuracy
+from .eval.target import base_model, prepends_bos
 from .tasks import DEFAULT_PROMPT_STYLE, DEMO_DATA  # noqa: F401  (DEMO_DATA: old import path)
 from .train import JoLATrainer, TrainConfig, Trainer  # noqa: F401  (JoLATrainer: old import path)
 
@@ -129,9 +130,7 @@ def build_editor(model: Any, method: str, *, seed: int, jola_config: JoLAConfig 
     """
     from .editors import editor_class, list_editors
 
-    for p in model.parameters():  # every method keeps the base model frozen
-        p.requires_grad_(False)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # (every editor freezes the base model when it is built)
     if method == "jola":
         return JoLAModel(model, jola_config or JoLAConfig())
     if method.startswith("edit:"):
@@ -191,9 +190,8 @@ def run_method(
     :func:`evaluate_task` with per-question ``rows``, ``accuracy`` (the likelihood accuracy) and
     the run time. The base model is left frozen and without hooks (checked).
     """
-    for p in model.parameters():
+    for p in model.parameters():  # frozen for every method, zero-shot included (checked at the end)
         p.requires_grad_(False)
-    torch.manual_seed(seed)
     t0 = time.time()
     info: dict[str, Any] = {"method": method, "task": task_name or td.name or spec.task, "seed": seed,
                             "n_train": len(train)}
@@ -201,13 +199,12 @@ def run_method(
         scored: Any = model
     else:
         tc = train_config or TrainConfig(seed=seed)
-        if method != "jola":  # the baselines and edit-after-selection have no gate penalty
-            tc = dataclasses.replace(tc, penalty="none") if method.startswith("edit:") else tc
+        if method.startswith("edit:"):  # JoLA's edits without gates: no gate penalty
+            tc = dataclasses.replace(tc, penalty="none")
         editor = build_editor(model, method, seed=seed, jola_config=jola_config, mask=mask, options=editor_options)
         tr = editor.fit(train, valid, tc, out_dir=out_dir, progress=progress)
-        info.update(trainable_params=editor.n_trainable_parameters(), steps=tr.steps, best_epoch=tr.best_epoch,
-                    train_config=(train_config or tc).to_dict())
-        info.update(method_record(editor, method, mask))
+        info.update(steps=tr.steps, best_epoch=tr.best_epoch, train_config=(train_config or tc).to_dict())
+        info.update(method_record(editor, method, mask))  # trainable_params and the method's own numbers
         scored = editor
     info["train_seconds"] = time.time() - t0
     res = evaluate_task(scored, td, spec, generation=generation, progress=progress, return_rows=True)
@@ -257,8 +254,8 @@ def run_experiment(
         results["zero_shot"] = evaluate_task(model, td, spec, generation=generation, progress=progress,
                                              out_path=out / "predictions_zero_shot.jsonl" if out else None)
         log(f"[jola_lens] zero-shot: {_short(results['zero_shot'])}")
-    hooked = model.model if hasattr(model, "applied") and hasattr(model, "model") else model
-    prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
+    hooked = base_model(model)
+    prepend_bos = prepends_bos(hooked)
     train_tok, valid_tok = tokenize_splits(hooked.tokenizer, td, spec, prepend_bos)
     tc = train_config or TrainConfig(seed=spec.seed)
     editor = build_editor(hooked, method, seed=tc.seed, jola_config=jola_config, options=editor_options)

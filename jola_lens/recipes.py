@@ -62,7 +62,7 @@ class Recipe:
         """A :class:`~jola_lens.train.TrainConfig` with this recipe's settings, then ``overrides``."""
         from .train import TrainConfig
 
-        return TrainConfig(**{**_all_train_fields(self.train), **overrides})
+        return TrainConfig(**{**self.train, **overrides})
 
     def jola_config(self, **overrides: Any) -> "JoLAConfig":
         """A :class:`~jola_lens.config.JoLAConfig` with this recipe's settings, then ``overrides``."""
@@ -72,11 +72,6 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _all_train_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    # a recipe is complete on the fields it names: the demo's and the paper's differ on the same keys
-    return dict(fields)
 
 
 RECIPES: dict[str, Recipe] = {

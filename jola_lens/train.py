@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
+from .recipes import DEMO_DEFAULTS as _DEMO
 from .schedule import PENALTIES, SCHEDULES, GateSchedule
 from .tasks import DataCollator, length_grouped_batches
 
@@ -75,20 +76,21 @@ class TrainConfig:
             data: those of the last completed epoch); ``False`` keeps the edits of the last step.
     """
 
-    lr: float = 5e-3
-    gate_lr: float | None = 0.2
+    # the fields the recipes set default to the demo recipe's values (recipes.py is their one home)
+    lr: float = _DEMO["lr"]
+    gate_lr: float | None = _DEMO["gate_lr"]
     batch_size: int = 8
     eval_batch_size: int = 8
-    epochs: int = 3
+    epochs: int = _DEMO["epochs"]
     max_steps: int | None = None
-    warmup_steps: int = 10
+    warmup_steps: int = _DEMO["warmup_steps"]
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     patience: int = 2
-    penalty: str = "paper"
-    gate_schedule: str = "constant"
-    gate_lambda: float | None = 5e-3
+    penalty: str = _DEMO["penalty"]
+    gate_schedule: str = _DEMO["gate_schedule"]
+    gate_lambda: float | None = _DEMO["gate_lambda"]
     seed: int = 42
     eval_every_epochs: int = 1
     log_gates_every: int = 1

@@ -81,11 +81,10 @@ class Task:
         """Training and validation rows tokenised for ``model`` with the task's prompt format."""
         if self.rows:
             return self.rows.get("train", []), self.rows.get("valid", [])
+        from .eval.target import base_model, prepends_bos
         from .experiment import tokenize_splits
 
-        hooked = getattr(model, "model", model) if hasattr(model, "applied") else model
-        prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
-        return tokenize_splits(hooked.tokenizer, self.data, self.spec, prepend_bos)
+        return tokenize_splits(base_model(model).tokenizer, self.data, self.spec, prepends_bos(model))
 
 
 def load_task(task: str | Path = "demo", **spec: Any) -> Task:
@@ -127,15 +126,14 @@ def select(method: str, model: Any, task: Task, *, k: int | None = None, seed: i
            **options: Any) -> "SelectionResult":
     """Which ``k`` heads to edit, by selector ``method`` (see :func:`jola_lens.selection.select`),
     from ``task``'s training rows (ITI gets the contrastive rows it needs)."""
+    from .eval.target import prepends_bos
     from .selection import contrastive_rows
     from .selection import select as _select
 
     if method == "iti" and task.data is not None:
-        hooked = model
-        prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
         s = task.spec
-        rows = contrastive_rows(task.train, hooked.tokenizer, style=s.style, target=s.target,
-                                max_length=s.max_length, prepend_bos=prepend_bos)
+        rows = contrastive_rows(task.train, model.tokenizer, style=s.style, target=s.target,
+                                max_length=s.max_length, prepend_bos=prepends_bos(model))
     else:
         rows, _ = task.tokenized(model)
     return _select(method, model, rows, k=k, seed=seed, **options)

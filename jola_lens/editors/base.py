@@ -445,6 +445,11 @@ class Editor(nn.Module):
 EditBaseline = Editor
 
 
+def mask_heads(mask: Bool[Tensor, "n_layers n_heads"]) -> list[dict[str, int]]:
+    """``[{"layer": l, "head": h}, ...]`` for the True entries of a head mask (layer, then head order)."""
+    return [{"layer": int(a), "head": int(b)} for a, b in torch.nonzero(mask).tolist()]
+
+
 def head_mask_or_all(model: Any, mask: Bool[Tensor, "n_layers n_heads"] | None) -> Tensor:
     """``mask`` checked against the model's heads, or every head when ``None``."""
     c = model.cfg

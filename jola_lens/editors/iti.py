@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from ..train import TrainConfig, Trainer, TrainResult
-from .base import Editor, EditorConfig, resolve_config
+from .base import Editor, EditorConfig, mask_heads, resolve_config
 
 
 @dataclass
@@ -85,9 +85,8 @@ class ITISteering(Editor):
 
     def summary(self) -> dict[str, Any]:
         """The steered heads and the strength."""
-        heads = [tuple(x) for x in torch.nonzero(self.mask).tolist()]
         return {"editor": self.name, "trainable_params": 0, "k": self.k, "alpha": self.alpha,
-                "active_heads": [{"layer": int(a), "head": int(b)} for a, b in heads]}
+                "active_heads": mask_heads(self.mask)}
 
     def fwd_hooks(self) -> list[tuple[str, Callable[..., Tensor]]]:
         def make(layer: int) -> Callable[..., Tensor]:

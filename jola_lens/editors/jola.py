@@ -69,11 +69,6 @@ class JoLAModel(Editor):
         self._assert_frozen()
 
     # ---- parameters ------------------------------------------------------------------------
-    def _assert_frozen(self) -> None:
-        bad = [n for n, p in self.named_parameters() if p.requires_grad and not n.startswith("edits.")]
-        if bad:
-            raise RuntimeError(f"base-model parameters require grad: {bad[:5]}")
-
     def edit_parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor (edit vectors and gate log-alphas)."""
         self._assert_frozen()

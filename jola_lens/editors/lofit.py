@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..config import JoLAConfig
 from ..edits import HeadEdit
-from .base import Editor, EditorConfig, resolve_config
+from .base import Editor, EditorConfig, mask_heads, resolve_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..train import TrainConfig, TrainResult
@@ -93,9 +93,8 @@ class LoFiT(Editor):
 
     def summary(self) -> dict[str, Any]:
         """Trainable parameters and the heads stage 1 chose."""
-        heads = [tuple(x) for x in torch.nonzero(self.mask).tolist()]
         return {"editor": self.name, "trainable_params": self.n_trainable_parameters(), "k": self.k,
-                "active_heads": [{"layer": int(a), "head": int(b)} for a, b in heads]}
+                "active_heads": mask_heads(self.mask)}
 
     @torch.no_grad()
     def _merge_into(self, target: Any) -> None:

@@ -104,7 +104,7 @@ def load_editor(directory: str | Path, model: Any, *, is_trainable: bool = False
     run = read_run(directory)
     check_identity(run.model, model, directory, check_model_name=check_model_name)
     try:
-        cls, ccls = _REGISTRY[run.editor][0], _REGISTRY[run.editor][1]
+        cls, ccls = _REGISTRY[run.editor]
     except KeyError:
         raise EditorLoadError(f"{directory} holds a run of editor {run.editor!r}, which is not registered "
                               f"(known: {list_editors()})") from None

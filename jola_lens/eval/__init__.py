@@ -79,9 +79,11 @@ from .target import (
     EditorLike,
     ModelLike,
     applied_model,
+    base_model,
     is_edit_wrapper,
     is_editor,
     prepare_model,
+    prepends_bos,
     scoring_target,
 )
 
@@ -97,6 +99,7 @@ __all__ = [
     "TaskSpecLike",
     "accuracy",
     "applied_model",
+    "base_model",
     "auto_parser",
     "bertscore",
     "bertscore_model_path",
@@ -122,6 +125,7 @@ __all__ = [
     "rouge_l",
     "score_continuations",
     "score_token_continuations",
+    "prepends_bos",
     "scoring_target",
     "shares_all_but_last",
     "standard_error",

@@ -26,7 +26,7 @@ from .generate import generate_greedy
 from .metrics import accuracy, bertscore, bleu, majority_label_accuracy, rouge_l, standard_error
 from .parsing import auto_parser, parse_choice_text
 from .scoring import _per_prompt, choice_likelihood_predict, label_likelihood_predict
-from .target import ModelLike, scoring_target
+from .target import ModelLike, prepends_bos, scoring_target
 
 __all__ = [
     "METHODS",
@@ -412,7 +412,7 @@ def evaluate_task(
     """
     hooked, _ = scoring_target(model)
     tok = hooked.tokenizer
-    prepend_bos = bool(getattr(hooked.cfg, "default_prepend_bos", False))
+    prepend_bos = prepends_bos(hooked)
     test = td.test if is_multiple_choice(td) else group_references(td.test)
     prompts = [format_prompt(e, tok, spec.style) for e in test]
     golds = [e["answer"] for e in test]

@@ -24,8 +24,8 @@ from typing import Any, ContextManager, Iterator, Protocol, Union, runtime_check
 import torch
 from transformer_lens import HookedTransformer
 
-__all__ = ["EditorLike", "ModelLike", "applied_model", "is_edit_wrapper", "is_editor", "prepare_model",
-           "scoring_target"]
+__all__ = ["EditorLike", "ModelLike", "applied_model", "base_model", "is_edit_wrapper", "is_editor", "prepare_model",
+           "prepends_bos", "scoring_target"]
 
 
 def is_editor(model: Any) -> bool:
@@ -161,5 +161,16 @@ def applied_model(model: ModelLike) -> Iterator[Any]:
         yield hooked
 
 
-def _hooked(model: ModelLike) -> Any:
+def base_model(model: ModelLike) -> Any:
+    """The HookedTransformer under an editor, or ``model`` itself when it is not one."""
     return model.model if is_editor(model) else model
+
+
+#: the former private name of :func:`base_model`
+_hooked = base_model
+
+
+def prepends_bos(model: ModelLike) -> bool:
+    """Whether prompts for ``model`` (or the model under an editor) start with a BOS token: its
+    config's ``default_prepend_bos`` (False when the config does not say)."""
+    return bool(getattr(base_model(model).cfg, "default_prepend_bos", False))
