@@ -482,15 +482,26 @@ def gemm_bound(run: Callable[[int], Any], batch_size: int) -> dict[str, float]:
     share, the matrix products' own speedup (``gemm_speedup``), the profiled CPU-time speedup
     (``cpu_speedup``) and the ceiling.
     """
+    single, batched = profiled_cpu_seconds(run, 1), profiled_cpu_seconds(run, batch_size)
+    return gemm_bound_from(single, batched)
+
+
+def profiled_cpu_seconds(run: Callable[[int], Any], batch_size: int) -> tuple[float, float]:
+    """(matrix-product CPU seconds, total CPU seconds) of one profiled ``run(batch_size)``."""
     from torch.profiler import ProfilerActivity, profile
 
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(batch_size)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / 1e6
+    return gemm, total
+
+
+def gemm_bound_from(single: tuple[float, float], batched: tuple[float, float]) -> dict[str, float]:
+    """:func:`gemm_bound`'s arithmetic on two (matrix-product s, total s) measurements."""
     out: dict[str, float] = {}
-    for name, b in (("single", 1), ("batched", batch_size)):
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-            run(b)
-        events = prof.key_averages()
-        total = sum(e.self_cpu_time_total for e in events) / 1e6
-        gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / 1e6
+    for name, (gemm, total) in (("single", single), ("batched", batched)):
         out[f"gemm_s_{name}"], out[f"total_cpu_s_{name}"] = gemm, total
     out["gemm_share_single"] = out["gemm_s_single"] / out["total_cpu_s_single"]
     out["gemm_speedup"] = out["gemm_s_single"] / out["gemm_s_batched"]
