@@ -24,7 +24,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .loading import ModelLoadError
     from .tasks import DataError
 
-    return (DataError, ModelLoadError, EditorLoadError, ValueError, FileNotFoundError, NotADirectoryError)
+    return (DataError, ModelLoadError, EditorLoadError, ValueError, FileNotFoundError, NotADirectoryError,
+            PermissionError)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
@@ -76,12 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, default=300)
     p.add_argument("--train-size", type=int, default=200)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out that is not a demo's")
 
     p = sub.add_parser("train", help="train JoLA on a task and evaluate it")
     _add_task_args(p)
     _add_train_args(p)
     p.add_argument("--out", required=True, help="output folder (edits, gate log, results.json)")
     p.add_argument("--no-zero-shot", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the checkpoint in --out (re-running the same command does this too)")
+    p.add_argument("--checkpoint-every", type=int, default=50,
+                   help="write a checkpoint every this many steps (and every epoch); 0: epochs only")
 
     p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
     _add_task_args(p)
@@ -89,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a saved run folder of any editor (edits.safetensors + jola_config.json)")
     p.add_argument("--out", default=None, help="write scores and per-example predictions here")
     p.add_argument("--no-generation", action="store_true")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="load --run onto a model whose weights differ from the one it was trained on")
 
     p = sub.add_parser("heads", help="table of the open (or chosen) heads of a saved run")
     p.add_argument("run")
@@ -99,13 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", required=True)
     p.add_argument("--model", default="smollm2")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="merge into a model whose weights differ from the one the run was trained on")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     from .loading import set_offline_env
+    from .train import TrainingDiverged
 
     set_offline_env()
+    _one_line_notes()
     args = build_parser().parse_args(argv)
     try:
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "heads": cmd_heads,
@@ -113,12 +126,43 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"jola-lens: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("jola-lens: interrupted", file=sys.stderr)
+    except TrainingDiverged as e:
+        print(f"jola-lens: error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as e:
+        print(f"jola-lens: {e}" if str(e) else "jola-lens: interrupted", file=sys.stderr)
         return 130
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+def _one_line_notes() -> None:
+    """Show the library's data notes (dropped or de-duplicated rows...) as one ``jola-lens: note:`` line."""
+    import warnings
+
+    from .tasks import DataNote
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, DataNote):
+            print(f"jola-lens: note: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", DataNote)
+
+
+def _check_writable(folder: str | None) -> None:
+    """An output folder that cannot be written is reported before the model loads."""
+    if folder is None:
+        return
+    from .outdir import check_writable
+
+    check_writable(folder)
+
+
+
 def _load_yaml(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
@@ -133,6 +177,13 @@ def _load_yaml(path: str | None) -> dict[str, Any]:
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict) or set(cfg) - {"task", "jola", "train", "recipe"}:
         raise ValueError(f"{p}: expected a mapping with sections task, jola, train (and optionally recipe)")
+    for section in ("task", "jola", "train"):
+        if cfg.get(section) is None:
+            cfg.pop(section, None)
+        elif not isinstance(cfg[section], dict):
+            raise ValueError(f"{p}: section {section!r} must be a mapping of settings, got {cfg[section]!r}")
+    if "recipe" in cfg and not isinstance(cfg["recipe"], str):
+        raise ValueError(f"{p}: recipe must be a recipe name ({', '.join(list_recipes())}), got {cfg['recipe']!r}")
     return cfg
 
 
@@ -144,7 +195,7 @@ def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v
-    return TaskSpec.from_dict(d)
+    return TaskSpec.from_dict(d, "task")
 
 
 def _configs(args: argparse.Namespace, base: dict[str, Any]):
@@ -154,7 +205,11 @@ def _configs(args: argparse.Namespace, base: dict[str, Any]):
 
     j = dict(base.get("jola", {}))
     if args.layers:
-        j["layers"] = [int(x) for x in args.layers.split(",")]
+        try:
+            j["layers"] = [int(x) for x in args.layers.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--layers takes comma-separated layer numbers (e.g. 0,3,5), got {args.layers!r}") \
+                from None
     for key in ("edit", "gate_mode"):
         if getattr(args, key):
             j[key] = getattr(args, key)
@@ -167,7 +222,7 @@ def _configs(args: argparse.Namespace, base: dict[str, Any]):
         v = getattr(args, key, None)
         if v is not None:
             t[key] = v
-    return JoLAConfig.from_dict({**recipe.jola, **j}), TrainConfig.from_dict(t)
+    return JoLAConfig.from_dict({**recipe.jola, **j}, "jola"), TrainConfig.from_dict(t, "train")
 
 
 def _print_heads(rows: list[dict[str, Any]], limit: int | None = 20) -> None:
@@ -195,21 +250,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .config import JoLAConfig
     from .experiment import TaskSpec, run_experiment
     from .loading import load_model
+    from .outdir import OutputFolder
     from .recipes import get_recipe
 
     t0 = time.time()
     out = Path(args.out)
-    print("[jola_lens] loading the bundled SmolLM2-135M-Instruct")
-    model = load_model("smollm2")
     spec = TaskSpec(task="demo", seed=args.seed, train_size=args.train_size, test_size=args.test_size)
     tc = get_recipe("demo").train_config(epochs=args.epochs, seed=args.seed)
-    res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=out,
-                         progress=not args.no_progress)
+    # the demo replaces its own earlier output; any other finished run needs --overwrite
+    with OutputFolder(out, overwrite=args.overwrite, replaceable=lambda r: "demo_seconds" in r) as folder:
+        print("[jola_lens] loading the bundled SmolLM2-135M-Instruct")
+        model = load_model("smollm2")
+        res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=folder,
+                             progress=not args.no_progress)
+        return _demo_report(args, res, out, t0)
+
+
+def _demo_report(args: argparse.Namespace, res: Any, out: Path, t0: float) -> int:
+    from .outdir import atomic_write_text
+
     r = res.results
     figs = _write_figures(out)
     r["demo_seconds"] = time.time() - t0
     r["figures"] = [str(p) for p in figs]
-    (out / "results.json").write_text(json.dumps(r, indent=2))
+    atomic_write_text(out / "results.json", json.dumps(r, indent=2))
     zs, jl = r["zero_shot"], r["jola"]
     se = jl.get("likelihood_acc_stderr", 0.0)
     print()
@@ -229,22 +293,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import run_experiment
+    from .editors import list_editors
+    from .experiment import load_task_data, run_experiment
     from .loading import load_model
+    from .outdir import OutputFolder
 
+    # everything that can be checked without the model is checked first: settings, method, data, --out
     base = _load_yaml(args.config)
     spec = _spec(args, base.get("task"))
     jc, tc = _configs(args, base)
-    model = load_model(args.model)
-    from .editors import list_editors
-
     if args.method not in list_editors():
         raise ValueError(f"unknown --method {args.method!r}; choose from {list_editors()}")
-    res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=args.out,
-                         zero_shot=not args.no_zero_shot, generation=not args.no_generation,
-                         progress=not args.no_progress, method=args.method)
-    if args.method == "jola":
-        _write_figures(Path(args.out))
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    td = load_task_data(spec)
+    with OutputFolder(args.out, overwrite=args.overwrite, resume=True if args.resume else None) as folder:
+        model = load_model(args.model)
+        res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=folder,
+                             zero_shot=not args.no_zero_shot, generation=not args.no_generation,
+                             progress=not args.no_progress, method=args.method, task_data=td,
+                             checkpoint_every=args.checkpoint_every)
+        if args.method == "jola":
+            _write_figures(Path(args.out))
     keys = ("zero_shot", args.method, "open_gates")
     print(json.dumps({k: res.results[k] for k in keys if k in res.results}, indent=2))
     return 0
@@ -256,12 +326,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .experiment import evaluate_task, load_task_data
     from .loading import load_model
 
+    if args.valid_size is None:
+        args.valid_size = 0  # scoring needs no validation split (a small task could not spare one)
     spec = _spec(args)
     if args.run:
         read_meta(args.run)  # a missing or malformed run folder is reported before the model loads
+    td = load_task_data(spec)  # so is bad data
+    _check_writable(args.out)  # and an --out that cannot be written
     model = load_model(args.model)
-    target = load_editor(args.run, model) if args.run else model
-    td = load_task_data(spec)
+    target = load_editor(args.run, model, check_model_name=not args.allow_other_model) if args.run else model
     out = Path(args.out) if args.out else None
     r = evaluate_task(target, td, spec, generation=not args.no_generation, progress=not args.no_progress,
                       out_path=out / "predictions.jsonl" if out else None)
@@ -333,8 +406,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .loading import load_model
 
     read_meta(args.run)
+    _check_writable(args.out)
     model = load_model(args.model)
-    editor = load_editor(args.run, model)
+    editor = load_editor(args.run, model, check_model_name=not args.allow_other_model)
     if not editor.supports_merge:
         raise ValueError(f"{args.run} is a {editor.display_name} run: its edit depends on token positions and "
                          "does not fold into the weights")

@@ -39,12 +39,12 @@ class EditorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EditorConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "EditorConfig":
+        """From a dict (JSON, YAML): unknown fields and values of the wrong type are a one-line
+        ``ValueError`` naming ``section.field``; numeric strings become numbers, one value a list of one."""
+        from .settings import coerce_fields
+
+        return cls(**coerce_fields(cls, d, section))
 
 
 @dataclass
@@ -107,9 +107,8 @@ class JoLAConfig(EditorConfig):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JoLAConfig":
-        # JSON and YAML have no tuples: to_dict writes the tuple fields as lists
-        d = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in d.items()}
-        return super().from_dict(d)  # type: ignore[return-value]
+    def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "JoLAConfig":
+        # JSON and YAML have no tuples: to_dict writes the tuple fields as lists (coerce_fields turns them back)
+        return super().from_dict(d, section)  # type: ignore[return-value]
 
 

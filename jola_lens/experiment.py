@@ -68,16 +68,29 @@ class TaskSpec:
     max_new_tokens: int = 16
     eval_batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        # checked here, so a wrong option stops the CLI before the model loads, not after zero-shot scoring
+        if self.style not in D.PROMPT_STYLES:
+            raise ValueError(f"unknown prompt style {self.style!r}: use one of {', '.join(D.PROMPT_STYLES)}")
+        if self.target not in D.TARGETS:
+            raise ValueError(f"unknown target {self.target!r}: use one of {', '.join(D.TARGETS)}")
+        for name in ("train_size", "test_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all), got {v}")
+        for name, low in (("valid_size", 0), ("max_length", 8), ("max_new_tokens", 1), ("eval_batch_size", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TaskSpec fields: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "TaskSpec":
+        """From a dict (YAML, JSON): unknown fields and wrong types are a one-line ``ValueError``."""
+        from .settings import coerce_fields
+
+        return cls(**coerce_fields(cls, d, section))
 
 
 def load_task_data(spec: TaskSpec) -> D.TaskData:
@@ -217,29 +230,117 @@ def run_method(
     return info
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Training was stopped by Ctrl-C; a checkpoint was written (``checkpoint``) and no results."""
+
+    def __init__(self, message: str, checkpoint: Path | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+def _run_meta(spec: TaskSpec, method: str, editor: Any, tc: TrainConfig, model: Any) -> dict[str, Any]:
+    """What makes two runs the same run (a checkpoint may only be continued by the same one)."""
+    from .editors.base import model_identity
+
+    ident = model_identity(model)
+    return {"spec": spec.to_dict(), "method": method, "editor_config": editor.config_dict(),
+            "train_config": tc.to_dict(), "model": {k: ident[k] for k in ("n_layers", "n_heads", "d_head", "d_model",
+                                                                          "d_vocab", "weights")}}
+
+
+def _meta_differences(saved: dict[str, Any] | None, here: dict[str, Any]) -> list[str]:
+    if saved is None:
+        return ["the checkpoint does not say which run it belongs to"]
+    diffs = []
+    for section in ("spec", "method", "editor_config", "train_config", "model"):
+        a, b = saved.get(section), here.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True):
+                    shown = "differ" if k == "weights" else f"{a.get(k)!r} there, {b.get(k)!r} here"
+                    diffs.append(f"{section}.{k}: {shown}")
+        elif a != b:
+            diffs.append(f"{section}: {a!r} there, {b!r} here")
+    return diffs
+
+
 def run_experiment(
     model: Any,
     spec: TaskSpec,
     *,
     jola_config: JoLAConfig | None = None,
     train_config: TrainConfig | None = None,
-    out_dir: str | Path | None = None,
+    out_dir: Any = None,
     zero_shot: bool = True,
     generation: bool = True,
     progress: bool = True,
     log: Any = print,
     method: str = "jola",
     editor_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool | None = None,
+    task_data: D.TaskData | None = None,
+    checkpoint_every: int = 50,
 ) -> ExperimentResult:
     """Zero-shot evaluation, training of ``method`` (JoLA by default; any registered editor),
     its evaluation; writes the run folder (edits, gate log) and ``results.json`` into ``out_dir``.
 
     The editor is built right after ``torch.manual_seed(train_config.seed)``: the same seed gives
-    the same run.
+    the same run. ``out_dir`` (a path, or an :class:`~jola_lens.outdir.OutputFolder` already
+    claimed) is checked and locked before any work: a finished run there is refused unless
+    ``overwrite``; a checkpoint of the same run there is continued (``resume=None``, the default,
+    or ``True``; checkpoints are written every ``checkpoint_every`` steps and every epoch). The
+    editor's settings (``--layers 99``) are checked against the model before zero-shot scoring.
+
+    Raises:
+        TrainingDiverged: the loss or the edits stopped being finite; no edits and no results saved.
+        RunInterrupted: Ctrl-C; a checkpoint is saved, no results are written.
     """
-    out = Path(out_dir) if out_dir is not None else None
-    td = load_task_data(spec)
+    from .outdir import OutputFolder, atomic_write_text
+    from .train import TrainingDiverged
+
+    folder = None
+    if out_dir is not None:
+        folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir, overwrite=overwrite,
+                                                                                   resume=resume)
+    owns_claim = folder is not None and not folder.claimed
+    if owns_claim:
+        folder.claim()
+    try:
+        return _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress,
+                               log, method, editor_options, task_data, checkpoint_every, atomic_write_text,
+                               TrainingDiverged)
+    finally:
+        if owns_claim:
+            folder.release()
+
+
+def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress, log, method,
+                    editor_options, task_data, checkpoint_every, atomic_write_text, TrainingDiverged):
+    out = folder.path if folder is not None else None
+    td = task_data if task_data is not None else load_task_data(spec)
     log(f"[jola_lens] task {td.name or spec.task}: train {len(td.train)}, valid {len(td.valid)}, test {len(td.test)}")
+    hooked = base_model(model)
+    tc = train_config or TrainConfig(seed=spec.seed)
+    # built (and its settings checked against the model) before any scoring: --layers 99 fails here
+    editor = build_editor(hooked, method, seed=tc.seed, jola_config=jola_config, options=editor_options)
+    run_meta = _run_meta(spec, method, editor, tc, hooked)
+    resume_from = None
+    if folder is not None and folder.state == "resume":
+        from .train import Trainer as _T
+
+        _, meta = _T.read_checkpoint(folder.checkpoint)
+        diffs = _meta_differences(meta.get("run"), run_meta)
+        if diffs:
+            raise ValueError(f"{out} holds the checkpoint of a different run ({'; '.join(diffs[:3])}): pass "
+                             "--overwrite to start afresh, or choose another --out")
+        if type(editor).fit is not Editor.fit:
+            log(f"[jola_lens] note: {editor.display_name} trains in its own stages and cannot continue a "
+                "checkpoint: training again from the start")
+            folder.clear()
+        else:
+            resume_from = folder.checkpoint
+            log(f"[jola_lens] continuing the checkpoint in {folder.checkpoint} (step {meta['step']})")
     results: dict[str, Any] = {
         "task": td.name or spec.task, "n_train": len(td.train), "n_valid": len(td.valid), "n_test": len(td.test),
         "seed": spec.seed, "spec": spec.to_dict(),
@@ -254,19 +355,28 @@ def run_experiment(
         results["zero_shot"] = evaluate_task(model, td, spec, generation=generation, progress=progress,
                                              out_path=out / "predictions_zero_shot.jsonl" if out else None)
         log(f"[jola_lens] zero-shot: {_short(results['zero_shot'])}")
-    hooked = base_model(model)
     prepend_bos = prepends_bos(hooked)
     train_tok, valid_tok = tokenize_splits(hooked.tokenizer, td, spec, prepend_bos)
-    tc = train_config or TrainConfig(seed=spec.seed)
-    editor = build_editor(hooked, method, seed=tc.seed, jola_config=jola_config, options=editor_options)
     trainer = None
     label = editor.display_name
     log(f"[jola_lens] training {label}: {editor.n_trainable_parameters():,} trainable parameters")
     if type(editor).fit is Editor.fit:
-        trainer = Trainer(editor, train_tok, valid_tok, tc, out_dir=out, progress=progress)
-        tr = trainer.train()
+        trainer = Trainer(editor, train_tok, valid_tok, tc, out_dir=out, progress=progress,
+                          checkpoint_every=checkpoint_every, run_meta=run_meta)
+        try:
+            tr = trainer.train(resume_from=resume_from)
+        finally:
+            editor.observe_batch(None)
     else:
         tr = editor.fit(train_tok, valid_tok, tc, out_dir=out, progress=progress)
+    if tr.stopped == "diverged":
+        raise TrainingDiverged(getattr(trainer, "diverged_message", "training diverged")
+                               + (f" (train_result.json in {out}); no results were written" if out else ""))
+    if tr.stopped == "interrupted":
+        ckpt = out / "checkpoint" if out is not None and (out / "checkpoint" / "latest.json").is_file() else None
+        raise RunInterrupted(f"interrupted after step {tr.steps}"
+                             + (f": checkpoint in {ckpt}; re-run the same command (or add --resume) to continue"
+                                if ckpt else ": nothing was saved"), ckpt)
     results["train"] = {"steps": tr.steps, "epochs": tr.epochs_run, "best_epoch": tr.best_epoch,
                         "best_valid_loss": tr.best_valid_loss, "stopped": tr.stopped, "history": tr.history}
     results["train_seconds"] = tr.seconds
@@ -287,5 +397,6 @@ def run_experiment(
     results["active_heads"] = editor.summary().get("active_heads", [])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+        folder.finished()
     return ExperimentResult(results, editor, trainer)

@@ -25,8 +25,12 @@ Example (a tiny random model)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,16 +131,28 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "TrainConfig":
+        """From a dict (YAML, JSON): unknown fields and wrong types are a one-line ``ValueError``."""
+        from .settings import coerce_fields
+
+        return cls(**coerce_fields(cls, d, section))
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the last good edits were kept."""
+    """Training diverged: the loss became NaN or inf, or an edit parameter left any sensible range
+    (|value| > ``Trainer.max_edit_abs``). The editor keeps the last finite edits it had; no run is saved."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt (checksum mismatch) or from another run."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # ---- batching -------------------------------------------------------------------------------
@@ -262,7 +278,22 @@ class Trainer:
         config: :class:`TrainConfig`.
         out_dir: where checkpoints, the gate log and the final edits go (optional).
         progress: show tqdm bars.
+        checkpoint_every: with ``out_dir``, write a checkpoint (``out_dir/checkpoint``) every this
+            many optimiser steps, besides the one at the end of every epoch and the one on Ctrl-C
+            (0: epochs and Ctrl-C only). Each is written atomically: a new step file, then the
+            ``latest.json`` pointer with its sha256, so a ``kill -9`` at any moment leaves the
+            previous checkpoint intact.
+        run_meta: what identifies this run (task, settings, model); stored in each checkpoint, so a
+            resume can check that it continues the same run.
+
+    Ctrl-C (SIGINT) during :meth:`train` finishes the current step, writes a checkpoint and returns
+    with ``stopped == "interrupted"`` (a second Ctrl-C stops at once); ``train(resume_from=...)``
+    continues to the same final edits as an uninterrupted run.
     """
+
+    #: an edit parameter larger than this in absolute value means the run diverged (an absurd learning
+    #: rate: lr 1e6 took the parameters to 1.6e6 in one step and closed every gate, loss still finite)
+    max_edit_abs: float = 1e4
 
     def __init__(
         self,
@@ -284,6 +315,8 @@ class Trainer:
         dataset_text_field: str | None = None,
         max_seq_length: int = 400,
         peft_config: Any = None,
+        checkpoint_every: int = 50,
+        run_meta: dict[str, Any] | None = None,
     ) -> None:
         if train_dataset is not None:  # the original package's keyword interface (jola_lens.compat)
             from .compat import trainer_args_from_original
@@ -303,6 +336,12 @@ class Trainer:
         self.pad_id = pad_id if pad_id is not None else (tok.pad_token_id if tok is not None else 0)
         self.device = getattr(getattr(editor.model, "cfg", None), "device", None)
         self.callbacks = callbacks or []
+        if checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+        self.checkpoint_every = checkpoint_every
+        self.run_meta = run_meta
+        self._stop_requested = False
+        self._in_step = False
         c = self.config
         self.steps_per_epoch = math.ceil(len(train) / c.batch_size)
         self.total_steps = self.steps_per_epoch * c.epochs
@@ -388,6 +427,8 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
                    desc=getattr(self.jola, "display_name", "JoLA"), unit="step")
         self.jola.train()
+        self._stop_requested = self._in_step = False
+        restore_sigint = self._defer_sigint()
         try:
             while self.epoch < c.epochs and stopped == "completed":
                 batches = length_grouped_batches(lengths, c.batch_size, c.seed + self.epoch)
@@ -395,6 +436,8 @@ class Trainer:
                     if c.max_steps is not None and self.step >= c.max_steps:
                         stopped = "max_steps"
                         break
+                    if self._stop_requested:
+                        raise KeyboardInterrupt
                     idx = batches[self.batch_in_epoch]
                     stats = self._train_step(self._batch(self.train_data, idx))
                     self.batch_in_epoch += 1
@@ -402,21 +445,37 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['ce']:.3f}", open=stats["open"], lam=f"{stats['lambda']:.3g}")
                     for cb in self.callbacks:
                         cb(stats)
+                    if (self.out_dir is not None and self.checkpoint_every
+                            and self.step % self.checkpoint_every == 0 and self.batch_in_epoch < len(batches)):
+                        self.save_checkpoint(self.out_dir / "checkpoint")
                 if stopped != "completed":
                     break
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 if self._end_of_epoch():
                     stopped = "early_stopping"
+                elif self.out_dir is not None and self.epoch < c.epochs:
+                    self.save_checkpoint(self.out_dir / "checkpoint")
+                if self._stop_requested and stopped == "completed" and self.epoch < c.epochs:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             stopped = "interrupted"
-            if self.out_dir is not None:
+            if self.out_dir is not None and self._in_step:  # half a step: its state is not one to continue from
+                self._in_step = False
+                kept = self.out_dir / "checkpoint" / "latest.json"
+                print(f"\n[jola_lens] interrupted inside step {self.step + 1}: "
+                      + (f"the last checkpoint ({self.out_dir / 'checkpoint'}) is kept" if kept.is_file()
+                         else "no checkpoint was written yet"), flush=True)
+            elif self.out_dir is not None:
                 path = self.save_checkpoint(self.out_dir / "checkpoint")
-                print(f"\n[jola_lens] interrupted: checkpoint saved to {path}; continue with resume", flush=True)
+                print(f"\n[jola_lens] interrupted after step {self.step}: checkpoint saved to {path}; continue with "
+                      "Trainer.train(resume_from=...) or by re-running the same command", flush=True)
         except TrainingDiverged as e:
             stopped = "diverged"
+            self.diverged_message = str(e)
             print(f"\n[jola_lens] {e}", flush=True)
         finally:
+            restore_sigint()
             bar.close()
             self.jola.eval()
         if c.restore_best and stopped in ("completed", "early_stopping", "max_steps") and self.best_state is not None:
@@ -430,9 +489,44 @@ class Trainer:
             stopped=stopped,
             seconds=time.time() - start,
         )
-        if self.out_dir is not None and stopped != "interrupted":
+        if self.out_dir is not None and stopped == "diverged":
+            # no run is saved for edits that diverged; the last periodic checkpoint (if any) stays
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            from .outdir import atomic_write_text
+
+            atomic_write_text(self.out_dir / "train_result.json",
+                              json.dumps({**result.to_dict(), "message": self.diverged_message}, indent=2))
+        elif self.out_dir is not None and stopped != "interrupted":
             self.save_run(self.out_dir, result)
+            import shutil
+
+            shutil.rmtree(self.out_dir / "checkpoint", ignore_errors=True)  # the finished run replaces it
         return result
+
+    def _defer_sigint(self) -> Callable[[], None]:
+        """Turn the first Ctrl-C into "stop after this step" (the checkpoint is then exact); the second
+        raises at once. Only in the main thread (signal handlers can be set nowhere else)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+        except (ValueError, TypeError):
+            return lambda: None
+        if previous is not signal.default_int_handler:  # someone else (a debugger, a test) owns SIGINT
+            return lambda: None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            print("\n[jola_lens] Ctrl-C: stopping after this step (again to stop at once)", flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, previous)
+
+        return restore
 
     def _batch(self, data: list[dict[str, Any]], idx: list[int]) -> dict[str, Tensor]:
         """The collated examples ``idx`` of ``data``, on the model's device."""
@@ -440,6 +534,12 @@ class Trainer:
         return b if self.device is None else {k: v.to(self.device) for k, v in b.items()}
 
     def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Any]:
+        self._in_step = True
+        out = self._train_step_inner(batch)
+        self._in_step = False
+        return out
+
+    def _train_step_inner(self, batch: dict[str, Tensor]) -> dict[str, Any]:
         c = self.config
         self.jola.before_step(self.step + 1)
         good_state = self.jola.edit_state()
@@ -452,14 +552,15 @@ class Trainer:
         if not bool(torch.isfinite(loss.detach())):
             self.jola.load_edit_state(good_state)
             raise TrainingDiverged(
-                f"loss is {float(loss.detach())} at step {self.step + 1}: training stopped, "
-                "the last good edits were kept"
+                f"training diverged at step {self.step + 1}: the loss is {float(loss.detach())}; "
+                "the editor keeps the last finite edits, no edits were saved"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.jola.edit_parameters(), c.max_grad_norm)
         self.optimizer.step()
+        self._check_edits(good_state, float(loss.detach()))
         self.scheduler.step()
         self.step += 1
         if self.schedule is not None:
@@ -473,6 +574,23 @@ class Trainer:
         return {"step": self.step, "ce": float(ce.detach()),
                 "penalty": float(pen.detach()) if torch.is_tensor(pen) else float(pen), "lambda": lam,
                 "open": counts.get("total", -1)}
+
+    def _check_edits(self, good_state: dict[str, Tensor], loss: float) -> None:
+        """After an optimiser step: every edit parameter finite and within ``max_edit_abs``, else
+        restore the edits of before the step and raise :class:`TrainingDiverged`."""
+        worst = 0.0
+        for p in self.jola.edit_parameters():
+            if p.numel():
+                worst = max(worst, float(p.detach().abs().max()))
+        if math.isfinite(worst) and worst <= self.max_edit_abs:
+            return
+        self.jola.load_edit_state(good_state)
+        c = self.config
+        raise TrainingDiverged(
+            f"training diverged at step {self.step + 1}: an edit parameter reached {worst:.3g} (loss {loss:.4g}); "
+            f"the learning rate is likely too large (lr {c.lr:g}, gate_lr {c.gate_lr or c.lr:g}). "
+            "No edits were saved"
+        )
 
     def _observe(self, batch: dict[str, Tensor]) -> None:
         """Show the batch (labels included) to edits that depend on where the prompt ends."""
@@ -505,39 +623,92 @@ class Trainer:
         (d / "train_result.json").write_text(json.dumps(result.to_dict(), indent=2))
 
     def save_checkpoint(self, directory: str | Path) -> Path:
+        """Write a checkpoint of the whole training state (edits, optimiser, schedules, RNG, best edits,
+        gate log) into ``directory``: ``step-NNNNNNN.safetensors``, then ``latest.json`` naming it with
+        its sha256, each through a temporary file; older step files are removed after that."""
         from safetensors.torch import save_file
+
+        from .outdir import atomic_write_text
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Tensor] = {f"edits.{k}": v.contiguous() for k, v in self.jola.edit_state().items()}
+        tensors: dict[str, Tensor] = {f"edits.{k}": v.detach().cpu().contiguous()
+                                      for k, v in self.jola.edit_state().items()}
         opt = self.optimizer.state_dict()
         for pid, st in opt["state"].items():
             for k, v in st.items():
-                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).contiguous()
+                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
         tensors["rng"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, st in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng_cuda.{i}"] = st
         if self.best_state is not None:
-            tensors.update({f"best.{k}": v.contiguous() for k, v in self.best_state.items()})
-        save_file(tensors, str(d / "state.safetensors"))
+            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in self.best_state.items()})
+        for k in self.gate_log.data:
+            tensors[f"gatelog.{k}"] = self.gate_log.tensor(k).contiguous()
+        name = f"step-{self.step:07d}-e{self.epoch}b{self.batch_in_epoch}.safetensors"
+        tmp = d / f".{name}.tmp-{os.getpid()}"
+        save_file(tensors, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, d / name)
         meta = {
+            "format": 2, "file": name, "sha256": _sha256(d / name),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "best_valid": self.best_valid, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
             "history": self.history, "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "scheduler": self.scheduler.state_dict(),
             "opt_param_groups": opt["param_groups"],
             "train_config": self.config.to_dict(),
+            "gate_log": {"steps": self.gate_log.steps, "lambdas": self.gate_log.lambdas},
+            "run": self.run_meta,
         }
-        (d / "trainer_state.json").write_text(json.dumps(meta, default=float))
-        self.gate_log.save(d)
+        atomic_write_text(d / "latest.json", json.dumps(meta, default=float))
+        for old in d.glob("step-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        for old in ("state.safetensors", "trainer_state.json", "gate_log.json", "gate_log.safetensors"):
+            (d / old).unlink(missing_ok=True)  # a first-release checkpoint in the same folder
         return d
 
-    def load_checkpoint(self, directory: str | Path) -> None:
+    @staticmethod
+    def read_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The tensors and the metadata of the checkpoint in ``directory`` (checksum verified).
+
+        Raises :class:`CheckpointError` (one line) for a missing, truncated or altered checkpoint.
+        Reads the first release's ``state.safetensors`` + ``trainer_state.json`` too.
+        """
         from safetensors.torch import load_file
 
         d = Path(directory)
-        if not (d / "state.safetensors").is_file():
-            raise FileNotFoundError(f"no checkpoint in {d} (expected state.safetensors and trainer_state.json)")
-        tensors = load_file(str(d / "state.safetensors"))
-        meta = json.loads((d / "trainer_state.json").read_text())
+        if (d / "latest.json").is_file():
+            try:
+                meta = json.loads((d / "latest.json").read_text())
+                path = d / meta["file"]
+            except (ValueError, KeyError, TypeError):
+                raise CheckpointError(f"{d}/latest.json is unreadable: the checkpoint is corrupt") from None
+            if not path.is_file():
+                raise CheckpointError(f"{d}: the checkpoint file {meta['file']} named by latest.json is missing")
+            if _sha256(path) != meta.get("sha256"):
+                raise CheckpointError(f"{path} does not match its checksum in latest.json: the checkpoint is "
+                                      "corrupt (start afresh with --overwrite)")
+            tensors = load_file(str(path))
+            return tensors, meta
+        if (d / "state.safetensors").is_file() and (d / "trainer_state.json").is_file():
+            try:
+                tensors = load_file(str(d / "state.safetensors"))
+                meta = json.loads((d / "trainer_state.json").read_text())
+            except Exception as e:
+                raise CheckpointError(f"{d}: the checkpoint is unreadable ({type(e).__name__})") from None
+            if (d / "gate_log.json").is_file():
+                log = GateLog.load(d)
+                meta["gate_log"] = {"steps": log.steps, "lambdas": log.lambdas}
+                tensors.update({f"gatelog.{k}": log.tensor(k) for k in log.data})
+            return tensors, meta
+        raise CheckpointError(f"no checkpoint in {d} (expected latest.json and its step file)")
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        tensors, meta = self.read_checkpoint(directory)
         self.jola.load_edit_state({k[6:]: v for k, v in tensors.items() if k.startswith("edits.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best_state = best or None
@@ -549,13 +720,22 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["opt_param_groups"]})
         self.scheduler.load_state_dict(meta["scheduler"])
         torch.set_rng_state(tensors["rng"])
+        cuda_states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng_cuda.")),
+                                                  key=lambda k: int(k.split(".")[1]))]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states)
         self.step, self.epoch, self.batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         self.best_valid, self.best_epoch, self.bad_epochs = meta["best_valid"], meta["best_epoch"], meta["bad_epochs"]
         self.history = meta["history"]
         if self.schedule is not None and meta.get("schedule") is not None:
             self.schedule.load_state_dict(meta["schedule"])
-        if (d / "gate_log.json").is_file():
-            self.gate_log = GateLog.load(d)
+        log = GateLog()
+        if meta.get("gate_log"):
+            log.steps, log.lambdas = list(meta["gate_log"]["steps"]), list(meta["gate_log"]["lambdas"])
+            for k, v in tensors.items():
+                if k.startswith("gatelog."):
+                    log.data[k[8:]] = list(v.unbind(0))
+        self.gate_log = log
 
 
 #: the first release's name of the one trainer

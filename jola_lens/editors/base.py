@@ -59,7 +59,10 @@ class EditorLoadError(ValueError):
 
 
 def model_identity(model: Any) -> dict[str, Any]:
-    """The fields a saved edit must match to be loaded onto ``model``.
+    """The fields a saved edit must match to be loaded onto ``model``: its shapes, its name (for
+    messages) and a fingerprint of its weights (``weights``: 16 evenly spaced values of each of a few
+    weight matrices, and ``dtype``), so a model is recognised by what it is, not by the path it was
+    loaded from.
 
     Example:
         >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -67,6 +70,8 @@ def model_identity(model: Any) -> dict[str, Any]:
         ...                                               d_vocab=5, act_fn="gelu"))
         >>> sorted(model_identity(m))[:3]
         ['d_head', 'd_model', 'd_vocab']
+        >>> len(model_identity(m)["weights"]) > 0
+        True
     """
     c = model.cfg
     return {
@@ -77,7 +82,42 @@ def model_identity(model: Any) -> dict[str, Any]:
         "d_head": c.d_head,
         "d_model": c.d_model,
         "d_vocab": c.d_vocab,
+        "dtype": str(getattr(c, "dtype", "")).replace("torch.", ""),
+        "weights": weight_fingerprint(model),
     }
+
+
+#: the weight matrices sampled by :func:`weight_fingerprint` ({last}: the last block)
+FINGERPRINT_TENSORS = ("embed.W_E", "blocks.0.attn.W_Q", "blocks.{last}.attn.W_V", "blocks.{last}.mlp.W_out",
+                       "unembed.W_U")
+
+
+@torch.no_grad()
+def weight_fingerprint(model: Any, per_tensor: int = 16) -> list[float]:
+    """``per_tensor`` evenly spaced values of each of :data:`FINGERPRINT_TENSORS` (those the model
+    has), as float32 numbers: two different checkpoints of one architecture differ in all of them,
+    the same checkpoint loaded from another path or device in none."""
+    params = dict(model.named_parameters())
+    last = model.cfg.n_layers - 1
+    out: list[float] = []
+    for name in FINGERPRINT_TENSORS:
+        p = params.get(name.format(last=last))
+        if p is None or p.numel() == 0:
+            continue
+        flat = p.detach().reshape(-1)
+        idx = torch.arange(per_tensor, device=flat.device) * (flat.numel() - 1) // max(per_tensor - 1, 1)
+        out.extend(float(v) for v in flat[idx].float().cpu())
+    return out
+
+
+def same_weights(saved: list[float], here: list[float], dtypes: tuple[str, str] = ("", "")) -> bool:
+    """Whether two :func:`weight_fingerprint` lists come from the same checkpoint (a half-precision
+    copy of a float32 checkpoint counts as the same: tolerance by the coarser dtype)."""
+    if len(saved) != len(here):
+        return False
+    half = any(d in ("float16", "bfloat16") for d in dtypes)
+    rel = 2.0**-7 if half else 1e-5  # bfloat16 keeps 8 significant bits
+    return all(abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12 for a, b in zip(saved, here))
 
 
 #: the identity fields that must agree for the saved tensors to fit at all
@@ -370,16 +410,19 @@ class Editor(nn.Module):
         *,
         out_dir: str | Path | None = None,
         progress: bool = True,
+        resume_from: str | Path | None = None,
+        **trainer_options: Any,
     ) -> "TrainResult":
         """Train the edits with the one :class:`~jola_lens.train.Trainer` (answer-only loss, AdamW,
-        schedule, early stopping on validation loss, plus :meth:`penalty`)."""
+        schedule, early stopping on validation loss, plus :meth:`penalty`). ``resume_from``: a
+        checkpoint folder to continue; ``trainer_options`` go to the Trainer (``checkpoint_every``...)."""
         from ..train import Trainer
 
         if not self.edit_parameters():
             raise RuntimeError(f"{self.name} has no trainable parameters")
-        trainer = Trainer(self, train, valid, config, out_dir=out_dir, progress=progress)
+        trainer = Trainer(self, train, valid, config, out_dir=out_dir, progress=progress, **trainer_options)
         try:
-            return trainer.train()
+            return trainer.train(resume_from=resume_from)
         finally:
             self.observe_batch(None)
 

@@ -185,12 +185,26 @@ def read_run(directory: str | Path, *, verify: bool = True) -> SavedRun:
 
 
 def check_identity(saved: dict[str, Any], model: Any, where: str | Path, *, check_model_name: bool = True) -> None:
-    """Raise :class:`EditorLoadError` naming every field where ``model`` differs from ``saved``."""
-    from .base import SHAPE_KEYS
+    """Raise :class:`EditorLoadError` naming every field where ``model`` differs from ``saved``.
+
+    The shapes must always agree. Beyond them the model is recognised by its weights (the
+    fingerprint of :func:`~jola_lens.editors.base.weight_fingerprint`), not by the name or path it
+    was loaded under; runs saved before fingerprints fall back to the model name.
+    ``check_model_name=False`` (``--allow-other-model``) skips that check for a user who knows the
+    models are interchangeable.
+    """
+    from .base import SHAPE_KEYS, same_weights
 
     here = model_identity(model)
-    keys = list(SHAPE_KEYS) + (["model_name"] if check_model_name else [])
-    diffs = [f"{k}: saved {saved.get(k)!r}, this model {here[k]!r}" for k in keys if saved.get(k) != here[k]]
+    diffs = [f"{k}: saved {saved.get(k)!r}, this model {here[k]!r}" for k in SHAPE_KEYS if saved.get(k) != here[k]]
+    if not diffs and check_model_name:
+        if saved.get("weights"):
+            if not same_weights(saved["weights"], here["weights"], (str(saved.get("dtype", "")), here["dtype"])):
+                diffs.append(f"the weights differ (saved on {saved.get('model_name')!r}, this model is "
+                             f"{here['model_name']!r}); pass --allow-other-model (check_model_name=False) if you "
+                             "know the edits fit it")
+        elif saved.get("model_name") != here["model_name"]:
+            diffs.append(f"model_name: saved {saved.get('model_name')!r}, this model {here['model_name']!r}")
     if diffs:
         raise EditorLoadError(f"the edits in {where} were trained on another model; " + "; ".join(diffs))
 

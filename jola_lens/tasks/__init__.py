@@ -52,7 +52,7 @@ from .prompts import (
     format_target,
     option_continuation,
 )
-from .schema import DataError, Example, validate_examples
+from .schema import DataError, DataNote, Example, validate_examples
 from .splits import SeenExamples, TaskData, load_task, make_splits, sample_subset
 from .tokenize import IGNORE_INDEX, TokenizedDataset, tokenize_examples, tokenize_pair
 
@@ -69,6 +69,7 @@ __all__ = [
     "TASK_LABELS",
     "DataCollator",
     "DataError",
+    "DataNote",
     "Example",
     "PromptFormat",
     "SeenExamples",

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from .choices import choices_of, gold_choice_index, label_set
 
-__all__ = ["DataError", "Example", "validate_examples"]
+__all__ = ["DataError", "DataNote", "Example", "note", "validate_examples"]
 
 
 #: One normalised example (the keys of the module docstring).
@@ -40,6 +40,20 @@ class DataError(ValueError):
         ...     print(e)
         <list>: a flat list must alternate [prompt, answer, ...] but has odd length 1
     """
+
+
+class DataNote(UserWarning):
+    """A one-line note about the data that changed what is used: rows dropped (overlapping the test
+    split), de-duplicated, carved into other splits, or prompts cut to fit. Issued with
+    :func:`warnings.warn`; ``jola-lens`` prints it as ``jola-lens: note: ...``; silence it with
+    ``warnings.simplefilter("ignore", DataNote)``."""
+
+
+def note(message: str) -> None:
+    """Issue ``message`` as a :class:`DataNote`."""
+    import warnings
+
+    warnings.warn(message, DataNote, stacklevel=3)
 
 
 _SCHEMA_KEYS = ("id", "question", "choices", "answer", "references", "meta")
@@ -148,6 +162,7 @@ def validate_examples(
         for key in ("question", "answer"):
             if not isinstance(ex.get(key), str):
                 raise DataError(f"{_where(source_name, i, lines)}: field '{key}' must be a string")
+    _note_duplicates(examples, source_name, lines)
     labels = label_set(examples, task=task)
     if labels is None:
         return None
@@ -162,3 +177,26 @@ def validate_examples(
         if n and gold_choice_index(ex) is None:
             raise DataError(f"{_where(source_name, i, lines)}: answer {answer!r} names none of the {n} choices")
     return labels
+
+
+def _note_duplicates(examples: Sequence[Mapping[str, Any]], source_name: str, lines: Sequence[int] | None) -> None:
+    """One :class:`DataNote` for questions with two identical options (likelihood ties go to the first of
+    them: the real ARC and OpenBookQA files have a few), one for ids that repeat within the source."""
+    dup_options = []
+    for i, ex in enumerate(examples):
+        texts = [" ".join(str(c).split()) for c in ex.get("choices") or []]
+        if len(set(texts)) < len(texts):
+            dup_options.append(i)
+    if dup_options:
+        i = dup_options[0]
+        texts = [" ".join(str(c).split()) for c in examples[i]["choices"]]
+        twice = next(t for t in texts if texts.count(t) > 1)
+        note(f"{source_name}: {len(dup_options)} question(s) have two identical options (first: "
+             f"{_where(source_name, i, lines).split(', ', 1)[-1]}, {twice!r}); they are kept, and a tie between "
+             "the copies is scored as the first of them")
+    ids = [ex.get("id") for ex in examples if ex.get("id") is not None]
+    distinct = len(set(ids))
+    if distinct < len(ids):
+        note(f"{source_name}: ids are not unique ({distinct} distinct ids in {len(ids)} rows): splits are kept "
+             "apart by question text only")
+

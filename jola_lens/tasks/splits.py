@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from .choices import label_set
 from .io import _SPLIT_FILES, _split_file, _task_for_labels, load_examples, resolve_task_dir
-from .schema import DataError, Example
+from .schema import DataError, Example, note
 
 __all__ = ["SeenExamples", "TaskData", "load_task", "make_splits", "sample_subset"]
 
@@ -64,9 +64,10 @@ class SeenExamples:
         True
     """
 
-    def __init__(self, examples: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, examples: Iterable[Mapping[str, Any]] = (), *, use_ids: bool = True) -> None:
         self.ids: set[str] = set()
         self.texts: set[str] = set()
+        self.use_ids = use_ids  # False: ids mean nothing across these files (row numbers, all equal)
         self.add(examples)
 
     def add(self, examples: Iterable[Mapping[str, Any]]) -> None:
@@ -75,7 +76,7 @@ class SeenExamples:
             self.texts.add(_text_key(ex["question"]))
 
     def __contains__(self, ex: Mapping[str, Any]) -> bool:
-        return ex["id"] in self.ids or _text_key(ex["question"]) in self.texts
+        return (self.use_ids and ex["id"] in self.ids) or _text_key(ex["question"]) in self.texts
 
 
 #: The first release's private name of :class:`SeenExamples`.
@@ -137,8 +138,12 @@ def make_splits(
     test = list(examples_test) if examples_test is not None else []
     if examples_test is not None and not test:
         raise DataError("the test split is empty")
-    seen_test = SeenExamples(test)
+    use_ids = _ids_are_identities(examples_train, test, examples_valid)
+    seen_test = SeenExamples(test, use_ids=use_ids)
     pool = [ex for ex in examples_train if ex not in seen_test]
+    if len(pool) < len(examples_train):
+        note(f"{len(examples_train) - len(pool)} of {len(examples_train)} training examples repeat a test question"
+             f"{' or id' if use_ids else ''} and were dropped")
     rng = random.Random(seed)
     order = list(range(len(pool)))
     rng.shuffle(order)
@@ -149,9 +154,12 @@ def make_splits(
             f"the train split is empty ({len(examples_train)} training examples, "
             f"{len(examples_train) - len(pool)} of them overlap the test split)"
         )
-    seen_train = SeenExamples(train)
+    seen_train = SeenExamples(train, use_ids=use_ids)
     if examples_valid is not None:
         candidates = [ex for ex in examples_valid if ex not in seen_train and ex not in seen_test]
+        if len(candidates) < len(examples_valid):
+            note(f"{len(examples_valid) - len(candidates)} of {len(examples_valid)} validation examples repeat a "
+                 "training or test question and were left out of validation")
         valid = sample_subset(candidates, valid_size, seed)
     else:
         rest = [i for i in order[n_train:] if pool[i] not in seen_train]
@@ -162,6 +170,31 @@ def make_splits(
             "(lower train_size or give a validation split)"
         )
     return TaskData(train=train, valid=valid, test=test)
+
+
+def _ids_are_identities(train: Sequence[Example], test: Sequence[Example],
+                        valid: Sequence[Example] | None = None) -> bool:
+    """Whether ids can tell examples apart across these splits.
+
+    Not when they repeat within a split (all equal, say), and not when train and test share most
+    of their ids (at least half of the smaller split's) and these name *different* questions every
+    time: that is each file numbering its own rows
+    ("0".."79" and "0".."19"), and matching by id would drop rows that overlap nothing. In both
+    cases the splits are kept apart by question text alone, with a note saying so.
+    """
+    for split in (train, test, valid or []):
+        ids = [ex["id"] for ex in split]
+        if len(set(ids)) < len(ids):
+            return False
+    by_id = {ex["id"]: _text_key(ex["question"]) for ex in test}
+    shared = [ex for ex in train if ex["id"] in by_id]
+    numbering = len(shared) >= max(2, min(len(train), len(test)) / 2)  # most ids shared, not one stray clash
+    if numbering and all(by_id[ex["id"]] != _text_key(ex["question"]) for ex in shared):
+        note(f"{len(shared)} training ids also appear in the test split (e.g. {shared[0]['id']!r}) but name "
+             "different questions every time, as when each file numbers its own rows: ids are ignored and "
+             "the splits are kept apart by question text")
+        return False
+    return True
 
 
 def load_task(
@@ -216,6 +249,10 @@ def load_task(
         data = make_splits(pool, None, train_size=train_size, valid_size=valid_size, seed=seed)
         used = SeenExamples(data.train + data.valid)
         data.test = [ex for ex in test_split if ex not in used]
+        if len(data.test) < len(test_split):
+            note(f"{folder.name}: no train split, so train and validation were carved from "
+                 f"{'validation' if pool is valid_split else 'validation + test'}; the "
+                 f"{len(test_split) - len(data.test)} test examples used for them left the test split")
         if not data.test:
             raise DataError(f"{folder}: no test examples left after carving train and validation")
     data.test = sample_subset(data.test, test_size, test_seed)

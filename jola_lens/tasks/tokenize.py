@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .prompts import DEFAULT_PROMPT_STYLE, format_prompt, format_target
-from .schema import DataError
+from .schema import DataError, DataNote
 
 __all__ = ["IGNORE_INDEX", "TokenizedDataset", "tokenize_examples", "tokenize_pair"]
 
@@ -131,7 +131,7 @@ def tokenize_examples(
         rows.append({"id": ex.get("id"), **pair, "length": len(pair["input_ids"])})
     if truncated:
         warnings.warn(f"{truncated} of {len(rows)} prompts were cut on the left to fit max_length={max_length}",
-                      stacklevel=2)
+                      DataNote, stacklevel=2)
     return rows
 
 
