@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +92,49 @@ def bundled_gguf_path() -> Path:
     return path
 
 
+class _CacheDamaged(Exception):
+    """A file of our own cache is truncated or does not match the digest recorded when it was written."""
+
+
+def safetensors_digest(path: str | Path) -> str:
+    """A content digest of a safetensors file's tensors: sha256 over each tensor's name, dtype, shape
+    and the 64-bit sum of its raw words. Any flipped byte in the data changes it; it reads the file
+    once through torch (about 0.3 s for SmolLM2's 540 MB, against several for a byte-wise sha256).
+    Raises :class:`_CacheDamaged` for a file safetensors cannot read (truncated, bad header)."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated files and headers
+        raise _CacheDamaged(f"{Path(path).name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]})") \
+            from None
+    return _digest_tensors(tensors)
+
+
+def _digest_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        words = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+        total = int(t.view(words).sum(dtype=torch.int64)) if t.numel() else 0
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{total};".encode())
+    return h.hexdigest()
+
+
+def _check_digest(path: Path, recorded: str | None) -> None:
+    if recorded is None:
+        return
+    if not path.is_file():
+        raise _CacheDamaged(f"{path.name} is missing")
+    if safetensors_digest(path) != recorded:
+        raise _CacheDamaged(f"{path.name} does not match the digest recorded when it was written")
+
+
+def _cache_note(what: Path, why: str) -> None:
+    print(f"[jola_lens] note: the converted-model cache {what} is damaged ({why}); rebuilding it", file=sys.stderr,
+          flush=True)
+
+
 def _gguf_cache_key(path: Path) -> str:
     st = path.stat()
     h = hashlib.sha256(f"{path.name}:{st.st_size}:{_CACHE_FORMAT}".encode()).hexdigest()[:12]
@@ -108,7 +152,11 @@ def dequantise_gguf(gguf: str | Path, out_dir: str | Path | None = None, *, verb
         raise ModelLoadError(f"GGUF file not found: {gguf}")
     out = Path(out_dir) if out_dir is not None else cache_dir() / _gguf_cache_key(gguf)
     if (out / "jola_lens_cache.json").is_file():
-        return out
+        try:
+            json.loads((out / "jola_lens_cache.json").read_text())
+            return out
+        except (OSError, ValueError):
+            _cache_note(out, "jola_lens_cache.json is unreadable")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if verbose:
@@ -124,8 +172,10 @@ def dequantise_gguf(gguf: str | Path, out_dir: str | Path | None = None, *, verb
     try:
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        digests = {f.name: safetensors_digest(f) for f in sorted(tmp.glob("*.safetensors"))}
         (tmp / "jola_lens_cache.json").write_text(
-            json.dumps({"source": gguf.name, "size": gguf.stat().st_size, "format": _CACHE_FORMAT})
+            json.dumps({"source": gguf.name, "size": gguf.stat().st_size, "format": _CACHE_FORMAT,
+                        "digests": digests})
         )
         if out.exists():
             shutil.rmtree(out)
@@ -276,12 +326,39 @@ def load_hf_dir(
     # contiguous, so a reload is one memory-mapped read instead of a conversion.
     tl_cache = path / f"tl_state_{str(dtype).replace('torch.', '')}.safetensors"
     owned = (path / "jola_lens_cache.json").is_file()
+    loaded = False
     if owned and tl_cache.is_file():
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(tl_cache)), strict=False, assign=True)
-    else:
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        try:  # verified against the digest written with it: a damaged cache is rebuilt, never used
+            try:
+                tensors = load_file(str(tl_cache))
+            except Exception as e:  # safetensors' own error types (truncated file, bad header)
+                raise _CacheDamaged(f"{tl_cache.name} is unreadable ({type(e).__name__})") from None
+            recorded = _read_json(_digest_file(tl_cache)).get("digest")
+            digest = _digest_tensors(tensors)
+            if recorded is None:  # a cache from before digests: recorded now, checked from the next load on
+                _write_digest(tl_cache, digest)
+            elif digest != recorded:
+                raise _CacheDamaged(f"{tl_cache.name} does not match the digest recorded when it was written")
+            model.load_state_dict(tensors, strict=False, assign=True)
+            loaded = True
+        except _CacheDamaged as e:
+            _cache_note(tl_cache, str(e))
+            tl_cache.unlink(missing_ok=True)
+            _digest_file(tl_cache).unlink(missing_ok=True)
+    if not loaded:
+        if owned:  # our own dequantised checkpoint: check it too (a damaged one is rebuilt by the caller)
+            recorded = _read_json(path / "jola_lens_cache.json").get("digests") or {}
+            for name, digest in recorded.items():
+                _check_digest(path / name, digest)
+        try:
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        except (OSError, ValueError, RuntimeError) as e:
+            if owned:
+                raise _CacheDamaged(f"the checkpoint does not load ({type(e).__name__})") from None
+            raise ModelLoadError(f"{path}: the checkpoint does not load ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:160]})") from None
         state_dict = _convert_weights(hf_model, cfg)
         del hf_model
         _load_unfolded(model, state_dict)
@@ -308,13 +385,33 @@ def _load_unfolded(model: Any, state_dict: dict[str, torch.Tensor]) -> None:
         )
 
 
+def _digest_file(tl_cache: Path) -> Path:
+    return tl_cache.with_suffix(".digest.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _save_tl_cache(model: Any, dest: Path) -> None:
     from safetensors.torch import save_file
 
     sd = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = dest.with_suffix(".tmp")
     save_file(sd, str(tmp))
+    digest = safetensors_digest(tmp)
     os.replace(tmp, dest)
+    _write_digest(dest, digest)
+
+
+def _write_digest(tl_cache: Path, digest: str) -> None:
+    tmp = _digest_file(tl_cache).with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"digest": digest}))
+    os.replace(tmp, _digest_file(tl_cache))
 
 
 def _check_tokenizer(model: Any) -> None:
@@ -408,15 +505,36 @@ def load_model(
 def _load_any(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool):
     name = "smollm2" if name_or_path is None else str(name_or_path)
     if name.lower() in BUNDLED_NAMES:
-        return load_hf_dir(bundled_checkpoint_dir(verbose), device=device, dtype=dtype, model_name=BUNDLED_MODEL_NAME)
+        return _load_cached(lambda: bundled_checkpoint_dir(verbose), device, dtype, BUNDLED_MODEL_NAME)
     path = Path(name).expanduser()
     if path.is_dir():
+        if (path / "jola_lens_cache.json").is_file():  # one of our caches, given by path
+            try:
+                return load_hf_dir(path, device=device, dtype=dtype)
+            except _CacheDamaged as e:
+                raise ModelLoadError(f"{path}: damaged converted-model cache ({e}); delete the folder and load "
+                                     "the original checkpoint again") from None
         return load_hf_dir(path, device=device, dtype=dtype)
     if path.suffix == ".gguf":
-        return load_hf_dir(dequantise_gguf(path, verbose=verbose), device=device, dtype=dtype, model_name=path.stem)
+        return _load_cached(lambda: dequantise_gguf(path, verbose=verbose), device, dtype, path.stem)
     if path.exists():
         raise ModelLoadError(f"{path} is neither a checkpoint directory nor a .gguf file")
     return _load_official(name, device=device, dtype=dtype)
+
+
+def _load_cached(make_dir: Any, device: str, dtype: torch.dtype, model_name: str):
+    """Load one of our dequantised caches; a damaged one is removed and rebuilt once, with a note."""
+    d = make_dir()
+    try:
+        return load_hf_dir(d, device=device, dtype=dtype, model_name=model_name)
+    except _CacheDamaged as e:
+        _cache_note(d, str(e))
+        shutil.rmtree(d, ignore_errors=True)
+    d = make_dir()
+    try:
+        return load_hf_dir(d, device=device, dtype=dtype, model_name=model_name)
+    except _CacheDamaged as e:
+        raise ModelLoadError(f"{d}: the rebuilt cache is damaged too ({e}); is the disk full or failing?") from None
 
 
 def _load_official(name: str, *, device: str, dtype: torch.dtype):

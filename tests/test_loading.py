@@ -115,3 +115,66 @@ def test_unknown_name_and_offline_hub_fail_clearly(monkeypatch):
 def test_gguf_missing_file(tmp_path):
     with pytest.raises(ModelLoadError, match="GGUF file not found"):
         load_model(tmp_path / "nothing.gguf")
+
+
+def _owned_cache(tmp_path):
+    """A tiny checkpoint marked as one of our own caches (as a dequantised GGUF is)."""
+    from jola_lens.loading import safetensors_digest
+
+    _, d = _save_tiny(tmp_path, "llama")
+    digests = {f.name: safetensors_digest(f) for f in d.glob("*.safetensors")}
+    (d / "jola_lens_cache.json").write_text(json.dumps({"source": "tiny", "format": 1, "digests": digests}))
+    return d
+
+
+def _flip(path, offset=-5):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_converted_cache_is_rebuilt_with_a_note(tmp_path, capsys, damage):
+    d = _owned_cache(tmp_path)
+    first = load_model(d, kernel_layout=False)  # converts and writes tl_state_float32.safetensors + its digest
+    cache = d / "tl_state_float32.safetensors"
+    assert cache.is_file() and (d / "tl_state_float32.digest.json").is_file()
+    if damage == "flip":
+        _flip(cache)
+    else:
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    capsys.readouterr()
+    again = load_model(d, kernel_layout=False)
+    err = capsys.readouterr().err
+    ours = [x for x in err.splitlines() if "[jola_lens]" in x]  # (transformers adds its loading bars)
+    assert len(ours) == 1 and "converted-model cache" in ours[0] and "rebuilding it" in ours[0]
+    for (n, p), (_, q) in zip(first.named_parameters(), again.named_parameters()):
+        assert torch.equal(p, q), n
+    capsys.readouterr()
+    load_model(d, kernel_layout=False)  # rebuilt: the next load is quiet
+    assert "damaged" not in capsys.readouterr().err
+
+
+def test_a_damaged_own_checkpoint_is_rebuilt_by_its_maker(tmp_path, capsys):
+    from jola_lens.loading import _load_cached
+
+    made = []
+
+    def make():
+        d = tmp_path / "llama"
+        if not (d / "jola_lens_cache.json").is_file():
+            made.append(_owned_cache(tmp_path))
+        return d
+
+    make()
+    _flip(tmp_path / "llama" / "model.safetensors")  # the dequantised HF weights themselves
+    m = _load_cached(make, "cpu", torch.float32, "tiny")
+    assert len(made) == 2 and "rebuilding it" in capsys.readouterr().err
+    assert m.cfg.n_layers == 2
+
+
+def test_a_damaged_own_checkpoint_given_by_path_is_one_clear_error(tmp_path):
+    d = _owned_cache(tmp_path)
+    _flip(d / "model.safetensors")
+    with pytest.raises(ModelLoadError, match="damaged converted-model cache"):
+        load_model(d)

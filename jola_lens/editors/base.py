@@ -120,6 +120,19 @@ def same_weights(saved: list[float], here: list[float], dtypes: tuple[str, str] 
     return all(abs(a - b) <= rel * max(abs(a), abs(b)) + 1e-12 for a, b in zip(saved, here))
 
 
+def strip_hooks(model: Any) -> None:
+    """Remove every forward/backward hook from ``model`` (TransformerLens hook points and plain torch hooks)."""
+    for m in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            d = getattr(m, attr, None)
+            if d is not None:
+                d.clear()
+        for attr in ("fwd_hooks", "bwd_hooks"):
+            if isinstance(getattr(m, attr, None), list):
+                setattr(m, attr, [])
+
+
 #: the identity fields that must agree for the saved tensors to fit at all
 SHAPE_KEYS = ("n_layers", "n_heads", "d_head", "d_model", "d_vocab")
 
@@ -435,9 +448,14 @@ class Editor(nn.Module):
         if not self.supports_merge:
             raise NotImplementedError(f"{self.display_name} edits depend on token positions and do not fold "
                                       "into the weights exactly; use editor.applied() instead")
-        if self._applied_depth:
-            raise RuntimeError("merge() inside applied(): the copy would carry the edit hooks; merge outside it")
-        target = self.model if inplace else copy.deepcopy(self.model)
+        if self._applied_depth and inplace:
+            raise RuntimeError("merge(inplace=True) inside applied(): the model would carry the edit twice (in its "
+                               "weights and in the hooks) until the with-block ends; merge outside it, or merge a copy")
+        if inplace:
+            target = self.model
+        else:  # a plain copy: whatever hooks are on the model now (this editor's, inside applied()) stay behind
+            target = copy.deepcopy(self.model)
+            strip_hooks(target)
         self._merge_into(target)
         return target
 

@@ -22,8 +22,9 @@ SMALL = {"lofit": {"k": 3, "stage1": {"epochs": 1}}, "iti": {"k": 2}, "loreft": 
 CONFIG = TrainConfig(epochs=2, warmup_steps=0, lr=5e-2)
 
 
-def _hooks_on(model) -> int:
-    return sum(len(hp.fwd_hooks) for hp in model.hook_dict.values())
+def _hooks_on(model) -> int:  # TransformerLens's own list and torch's hook dicts
+    return (sum(len(hp.fwd_hooks) for hp in model.hook_dict.values())
+            + sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()))
 
 
 def _trained(model, name):
@@ -123,7 +124,10 @@ def test_merge_equals_hooked_where_supported(tiny_model, tokens, name):
     with ed.applied():
         hooked = tiny_model(tokens)
         with pytest.raises(RuntimeError, match="inside applied"):
-            ed.merge()
+            ed.merge(inplace=True)
+        inside = ed.merge()  # a plain copy even here: the edit once, in the weights, no hooks
+    assert _hooks_on(inside) == 0
+    torch.testing.assert_close(inside(tokens), hooked, atol=1e-4, rtol=1e-4)
     merged = ed.merge()
     assert _hooks_on(merged) == 0
     torch.testing.assert_close(merged(tokens), hooked, atol=1e-4, rtol=1e-4)
