@@ -264,3 +264,13 @@ def test_identity_is_by_weights_not_by_path(world):
     line = one_error_line(cli(*ev, "--model", "other", cwd=world))
     assert "weights differ" in line and "--allow-other-model" in line
     assert cli(*ev, "--model", "other", "--allow-other-model", cwd=world).returncode == 0
+
+
+def test_the_attack_run_records_its_verdicts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "analysis.reliability.attack", "--only", "out-is-file", "style-bad",
+                        "--out", str(tmp_path), "--tag", "t"], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads((tmp_path / "attack_t.json").read_text())
+    assert got["tried"] == 2 and got["held"] == 2 and {a["key"] for a in got["attacks"]} == {"out-is-file", "style-bad"}
+    assert "tried 2, held 2, failed 0" in r.stdout
