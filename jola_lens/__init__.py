@@ -27,22 +27,43 @@ Example:
 
 __version__ = "0.1.0"
 
-from . import (
-    data,  # noqa: F401  (the first release's module path, now an alias of jola_lens.tasks)
-    evaluate,  # the old module path; calling it is jola_lens.workflow.evaluate (see evaluate.py)
-)
-from .compat import JoLADataset, make_data_collator
-from .config import JoLAConfig
-from .editors import Editor, EditorConfig, EditorLoadError, get_editor, list_editors, load_editor, register_editor
-from .edits import HeadEdit
-from .gates import HardConcrete
-from .loading import ModelLoadError, load_model
-from .model import JoLALoadError, JoLAModel
-from .recipes import Recipe, get_recipe, list_recipes
-from .selection import SelectionResult, list_selectors
-from .tasks import DataError
-from .train import JoLATrainer, TrainConfig, Trainer, TrainResult
-from .workflow import Task, load_task, select, train
+import importlib
+from typing import Any
+
+# Names are imported on first use (PEP 562), so ``import jola_lens`` and ``jola-lens --help`` do not
+# pay for torch and TransformerLens; ``from jola_lens import X`` works as before.
+_LAZY = {
+    "JoLADataset": "compat", "make_data_collator": "compat",
+    "JoLAConfig": "config",
+    "Editor": "editors", "EditorConfig": "editors", "EditorLoadError": "editors", "get_editor": "editors",
+    "list_editors": "editors", "load_editor": "editors", "register_editor": "editors",
+    "HeadEdit": "edits",
+    "HardConcrete": "gates",
+    "ModelLoadError": "loading", "load_model": "loading",
+    "JoLALoadError": "model", "JoLAModel": "model",
+    "Recipe": "recipes", "get_recipe": "recipes", "list_recipes": "recipes",
+    "SelectionResult": "selection", "list_selectors": "selection",
+    "DataError": "tasks",
+    "JoLATrainer": "train", "TrainConfig": "train", "Trainer": "train", "TrainResult": "train",
+    "Task": "workflow", "load_task": "workflow", "select": "workflow", "train": "workflow",
+}
+_MODULES = ("data", "evaluate")  # the first release's module paths (evaluate is callable: see evaluate.py)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_MODULES))
+
 
 __all__ = [
     "__version__",

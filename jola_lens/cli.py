@@ -35,13 +35,14 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
                    help="folder holding task folders (default: $JOLA_LENS_DATA, ./data, ../shared/data)")
     p.add_argument("--style", default=None, help="prompt style: chat | alpaca | cloze | qa")
     p.add_argument("--target", default=None, help="label | choice_text")
-    p.add_argument("--train-size", type=int, default=None)
-    p.add_argument("--valid-size", type=int, default=None)
-    p.add_argument("--test-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--train-size", type=int, default=None, help="training examples (TaskSpec default: 200)")
+    p.add_argument("--valid-size", type=int, default=None,
+                   help="validation examples (default: 200 for train, 0 for eval)")
+    p.add_argument("--test-size", type=int, default=None, help="test examples, a fixed sample (default: 300)")
+    p.add_argument("--seed", type=int, default=None, help="seeds the splits, the editor and training (default: 42)")
     p.add_argument("--model", default="smollm2",
                    help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -50,40 +51,64 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="jola",
                    help="editor to train: jola (default), lora, bitfit, red, loreft, lofit, iti")
     p.add_argument("--config", default=None, help="YAML with sections task, jola, train (flags override it)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--gate-lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (recipe demo: 3, paper: 20)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of the edits (both recipes: 5e-3)")
+    p.add_argument("--gate-lr", type=float, default=None,
+                   help="learning rate of the gate log-alphas (demo: 0.2; paper: the same as --lr)")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per step (default: 8)")
     p.add_argument("--penalty", default=None, help="paper | jola_code | none")
     p.add_argument("--gate-schedule", default=None, help="constant | expon | linear | cyclic | perform")
-    p.add_argument("--gate-lambda", type=float, default=None)
-    p.add_argument("--warmup-steps", type=int, default=None)
-    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--gate-lambda", type=float, default=None,
+                   help="penalty weight lambda_0 (demo: 5e-3; paper: the released code's constant)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (demo: 10, paper: 50)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default: 2)")
     p.add_argument("--layers", default=None, help="comma-separated layers to edit (default: all)")
     p.add_argument("--edit", default=None, help="both | additive | multiplicative")
     p.add_argument("--gate-mode", default=None, help="two | shared | none")
     p.add_argument("--sites", default=None, help="attn | mlp | attn,mlp")
     p.add_argument("--no-generation", action="store_true", help="skip generation-based scoring")
+    p.add_argument("--no-figures", action="store_true", help="do not write the HTML gate figures into --out")
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" where there is a default to show (not for flags, nor where the help gives it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="jola-lens", description="JoLA on TransformerLens")
+    from . import __version__
+
+    fmt = _DefaultsFormatter
+    ap = argparse.ArgumentParser(prog="jola-lens", description="JoLA on TransformerLens", formatter_class=fmt)
+    ap.add_argument("--version", action="version", version=f"jola-lens {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(*a: Any, **k: Any) -> argparse.ArgumentParser:
+        return _add_parser(*a, formatter_class=fmt, **k)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("demo", help="train JoLA on the bundled ARC-Easy sample and show the result")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
-    p.add_argument("--test-size", type=int, default=300)
-    p.add_argument("--train-size", type=int, default=200)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="demo_out", help="output folder (an earlier demo there is replaced)")
+    p.add_argument("--seed", type=int, default=42, help="seeds the splits, the editor and training")
+    p.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"], help="training epochs")
+    p.add_argument("--test-size", type=int, default=300, help="test questions")
+    p.add_argument("--train-size", type=int, default=200, help="training examples")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out that is not a demo's")
+    p.add_argument("--no-figures", action="store_true", help="do not write the HTML gate figures")
 
     p = sub.add_parser("train", help="train JoLA on a task and evaluate it")
     _add_task_args(p)
     _add_train_args(p)
     p.add_argument("--out", required=True, help="output folder (edits, gate log, results.json)")
-    p.add_argument("--no-zero-shot", action="store_true")
+    p.add_argument("--no-zero-shot", action="store_true", help="skip scoring the unedited model")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
                    help="continue the checkpoint in --out (re-running the same command does this too)")
@@ -95,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None,
                    help="a saved run folder of any editor (edits.safetensors + jola_config.json)")
     p.add_argument("--out", default=None, help="write scores and per-example predictions here")
-    p.add_argument("--no-generation", action="store_true")
+    p.add_argument("--no-generation", action="store_true", help="skip generation-based scoring")
     p.add_argument("--allow-other-model", action="store_true",
                    help="load --run onto a model whose weights differ from the one it was trained on")
 
@@ -103,23 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--html", default=None, help="also write heatmap and trajectory figures into this folder")
     p.add_argument("--all", action="store_true", help="list every head, open or not")
+    p.add_argument("--format", default="table", choices=("table", "json", "csv"),
+                   help="table (for reading), json or csv (for scripts)")
 
     p = sub.add_parser("merge", help="fold a run's edits into W_O/b_O and write the merged model")
     p.add_argument("run")
-    p.add_argument("--out", required=True)
-    p.add_argument("--model", default="smollm2")
+    p.add_argument("--out", required=True, help="folder for the merged model")
+    p.add_argument("--model", default="smollm2", help="the model the run was trained on")
     p.add_argument("--allow-other-model", action="store_true",
                    help="merge into a model whose weights differ from the one the run was trained on")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # (--help and usage errors end here, before torch is imported)
     from .loading import set_offline_env
-    from .train import TrainingDiverged
 
     set_offline_env()
     _one_line_notes()
-    args = build_parser().parse_args(argv)
+    from .train import TrainingDiverged
+
     try:
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "heads": cmd_heads,
                 "merge": cmd_merge}[args.cmd](args)
@@ -270,7 +298,7 @@ def _demo_report(args: argparse.Namespace, res: Any, out: Path, t0: float) -> in
     from .outdir import atomic_write_text
 
     r = res.results
-    figs = _write_figures(out)
+    figs = [] if args.no_figures else _write_figures(out)
     r["demo_seconds"] = time.time() - t0
     r["figures"] = [str(p) for p in figs]
     atomic_write_text(out / "results.json", json.dumps(r, indent=2))
@@ -313,7 +341,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              zero_shot=not args.no_zero_shot, generation=not args.no_generation,
                              progress=not args.no_progress, method=args.method, task_data=td,
                              checkpoint_every=args.checkpoint_every)
-        if args.method == "jola":
+        if args.method == "jola" and not args.no_figures:
             _write_figures(Path(args.out))
     keys = ("zero_shot", args.method, "open_gates")
     print(json.dumps({k: res.results[k] for k in keys if k in res.results}, indent=2))
@@ -388,6 +416,16 @@ def read_run_heads(run: str | Path) -> list[dict[str, Any]]:
 def cmd_heads(args: argparse.Namespace) -> int:
     rows = read_run_heads(args.run)
     open_rows = rows if args.all else [r for r in rows if max(r["g_a"], r["g_m"]) > 0]
+    if args.format == "json":
+        print(json.dumps(open_rows, indent=2))
+        return 0
+    if args.format == "csv":
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=["layer", "head", "g_a", "g_m", "norm_a", "norm_m"])
+        w.writeheader()
+        w.writerows(open_rows)
+        return 0
     print(f"{len([r for r in rows if max(r['g_a'], r['g_m']) > 0])} of {len(rows)} heads open in {args.run}")
     _print_heads(open_rows, None)
     if args.html:

@@ -286,14 +286,8 @@ def trainer_args_from_original(jola: Any, train_dataset: Any, eval_dataset: Any,
     return prep(train_dataset), prep(eval_dataset), cfg, out_dir, ours
 
 
-def _attach() -> None:
-    from .config import JoLAConfig
-    from .editors.jola import JoLAModel
-
-    JoLAModel.jola_from_pretrained = classmethod(jola_from_pretrained)  # type: ignore[attr-defined]
-    JoLAModel.unfreeze_jola_params = unfreeze_jola_params  # type: ignore[attr-defined]
-    JoLAConfig.get_jola_config = classmethod(get_jola_config)  # type: ignore[attr-defined]
+# ``JoLAConfig.get_jola_config``, ``JoLAModel.jola_from_pretrained`` and ``jola.unfreeze_jola_params()``
+# are thin methods of those classes that call the functions above (so no import order is needed).
 
 
-_attach()
 __all__ += ["get_jola_config", "jola_from_pretrained", "trainer_args_from_original", "unfreeze_jola_params"]

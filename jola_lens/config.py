@@ -107,6 +107,13 @@ class JoLAConfig(EditorConfig):
         return d
 
     @classmethod
+    def get_jola_config(cls, default: bool = True, config_path: Any = None) -> dict[str, Any]:
+        """The original package's nested config dict (:func:`jola_lens.compat.get_jola_config`)."""
+        from .compat import get_jola_config
+
+        return get_jola_config(cls, default=default, config_path=config_path)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "JoLAConfig":
         # JSON and YAML have no tuples: to_dict writes the tuple fields as lists (coerce_fields turns them back)
         return super().from_dict(d, section)  # type: ignore[return-value]

@@ -200,7 +200,7 @@ class OutputFolder:
         d = self.path
         for name in RUN_FILES:
             (d / name).unlink(missing_ok=True)
-        for pattern in ("predictions*.jsonl", "*.html"):
+        for pattern in ("predictions*.jsonl", "*.html", "plotly.min.js"):
             for p in d.glob(pattern):
                 p.unlink(missing_ok=True)
         shutil.rmtree(d / CHECKPOINT_DIR, ignore_errors=True)

@@ -796,10 +796,13 @@ def method_bars(
 
 
 # ---- 7. export -------------------------------------------------------------------------------
-def save_html(fig: go.Figure, path: str | Path) -> Path:
+def save_html(fig: go.Figure, path: str | Path, *, shared_js: bool = False) -> Path:
     """Write ``fig`` as a self-contained HTML file (plotly.js embedded: opens offline).
 
-    Animations do not start by themselves (press Play). Parent folders are created.
+    ``shared_js=True``: the page loads ``plotly.min.js`` from its own folder instead (written there
+    once, about 4.6 MB), so a folder of figures holds one copy of plotly.js, not one per figure; the
+    folder still opens offline. Animations do not start by themselves (press Play). Parent folders
+    are created.
 
     Example:
         >>> import tempfile
@@ -810,7 +813,7 @@ def save_html(fig: go.Figure, path: str | Path) -> Path:
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(p), include_plotlyjs=True, full_html=True, auto_play=False)
+    fig.write_html(str(p), include_plotlyjs="directory" if shared_js else True, full_html=True, auto_play=False)
     return p
 
 
@@ -860,7 +863,8 @@ def save_png(
 def write_run_figures(
     run_dir: str | Path, out_dir: str | Path | None = None, *, site: str = "attn", max_frames: int = 200
 ) -> list[Path]:
-    """Write a saved run's figures as self-contained HTML files; returns their paths.
+    """Write a saved run's figures as HTML files sharing one ``plotly.min.js`` in ``out_dir``
+    (offline, one copy of plotly.js for the folder); returns their paths.
 
     From ``edits.safetensors`` + ``jola_config.json``: ``gate_heatmap.html`` (final gates and
     norms, :func:`head_heatmap`). From ``gate_log.safetensors`` + ``gate_log.json``, when the
@@ -896,16 +900,17 @@ def write_run_figures(
     out = Path(out_dir) if out_dir is not None else d / "figures"
     name = d.resolve().name
     gates, norms = load_final_gates(d, site)
-    written = [save_html(head_heatmap(gates, norms, title=f"{name}: final gates ({site})"), out / "gate_heatmap.html")]
+    written = [save_html(head_heatmap(gates, norms, title=f"{name}: final gates ({site})"), out / "gate_heatmap.html",
+                         shared_js=True)]
     if site == "attn" and (d / "gate_log.json").is_file():
         log = GateLog.load(d)
         if log.steps:
             written.append(save_html(gate_trajectories(log, title=f"{name}: gates during training"),
-                                     out / "gate_trajectories.html"))
+                                     out / "gate_trajectories.html", shared_js=True))
             written.append(save_html(open_count_histogram(log, title=f"{name}: P(open), first vs last step"),
-                                     out / "prob_open_histogram.html"))
+                                     out / "prob_open_histogram.html", shared_js=True))
             every = max(1, math.ceil(len(log.steps) / max_frames))
             for k in _log_kinds(log):
                 fig = gate_animation(log, k, "deterministic", every=every, title=f"{name}: {KIND_NAMES[k]} gates")
-                written.append(save_html(fig, out / f"gate_animation_{k}.html"))
+                written.append(save_html(fig, out / f"gate_animation_{k}.html", shared_js=True))
     return written

@@ -85,4 +85,57 @@ def test_heads_html_writes_the_figures(tiny_model, tmp_path, capsys):
     assert "1 of 12 heads open" in out
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert names == ["gate_animation_a.html", "gate_animation_m.html", "gate_heatmap.html",
-                     "gate_trajectories.html", "prob_open_histogram.html"]
+                     "gate_trajectories.html", "plotly.min.js", "prob_open_histogram.html"]
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys; from jola_lens.cli import build_parser\n"
+            "try:\n    build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'transformer_lens' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == "False False", r.stdout + r.stderr
+    v = run_cli("--version")
+    assert v.returncode == 0 and v.stdout.strip() == f"jola-lens {__import__('jola_lens').__version__}"
+
+
+def test_help_shows_defaults():
+    r = run_cli("train", "--help")
+    assert "(default: smollm2)" in r.stdout and "(default: 50)" in r.stdout and "demo: 3, paper: 20" in r.stdout
+
+
+def test_heads_json_and_csv(tiny_model, tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    import torch
+
+    jm = JoLAModel(tiny_model)
+    with torch.no_grad():
+        e = jm.edits["attn"]
+        e.gate_a.log_alpha.fill_(-10)
+        e.gate_m.log_alpha.fill_(-10)
+        e.gate_a.log_alpha[1, 3] = 4.0
+    jm.save(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["heads", str(tmp_path / "run"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["layer"], r["head"]) for r in rows] == [(1, 3)] and rows[0]["g_a"] > 0.9
+    assert main(["heads", str(tmp_path / "run"), "--format", "csv", "--all"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(table) == 12 and table[0]["layer"] == "1" and table[0]["head"] == "3"
+
+
+def test_run_figures_share_one_plotly_js(tmp_path):
+    from transformer_lens import HookedTransformer
+
+    from jola_lens.plots import demo_gate_log, write_run_figures
+    from tests.conftest import tiny_cfg
+
+    JoLAModel(HookedTransformer(tiny_cfg())).save(tmp_path / "run")
+    demo_gate_log(n_steps=3, n_layers=3, n_heads=4).save(tmp_path / "run")
+    paths = write_run_figures(tmp_path / "run", tmp_path / "figs")
+    assert len(paths) == 5 and (tmp_path / "figs" / "plotly.min.js").is_file()
+    for p in paths:  # each page refers to the shared file instead of embedding plotly.js (~4.6 MB)
+        text = p.read_text(encoding="utf-8")
+        assert 'src="plotly.min.js"' in text and p.stat().st_size < 1_000_000

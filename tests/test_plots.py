@@ -419,8 +419,9 @@ def test_write_run_figures(tiny_model, tmp_path):
     names = [p.name for p in paths]
     assert names == ["gate_heatmap.html", "gate_trajectories.html", "prob_open_histogram.html",
                      "gate_animation_a.html", "gate_animation_m.html"]
-    for p in paths:
-        assert p.parent == tmp_path / "figs" and p.stat().st_size > 1_000_000
+    for p in paths:  # the figure's data in each page, plotly.js once beside them
+        assert p.parent == tmp_path / "figs" and '"data":' in p.read_text(encoding="utf-8")
+    assert (tmp_path / "figs" / "plotly.min.js").stat().st_size > 1_000_000
     # default out_dir; a run without a gate log gives only the heatmap
     (run / "gate_log.json").unlink()
     (run / "gate_log.safetensors").unlink()

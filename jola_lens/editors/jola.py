@@ -252,6 +252,21 @@ class JoLAModel(Editor):
                 t.copy_(state[k].to(t.device, t.dtype))
 
 
+    # ---- the original jola package's names (jola_lens.compat) ---------------------------------------
+    @classmethod
+    def jola_from_pretrained(cls, pretrained_model_name_or_path: str = "smollm2", **kwargs: Any) -> "JoLAModel":
+        """The original package's constructor: :func:`jola_lens.compat.jola_from_pretrained`."""
+        from ..compat import jola_from_pretrained
+
+        return jola_from_pretrained(cls, pretrained_model_name_or_path, **kwargs)
+
+    def unfreeze_jola_params(self) -> list[nn.Parameter]:
+        """Original-package name: base frozen, edits trainable; :func:`jola_lens.compat.unfreeze_jola_params`."""
+        from ..compat import unfreeze_jola_params
+
+        return unfreeze_jola_params(self)
+
+
 def saved_head_gates(run: Any, site: str = "attn") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Final deterministic gates and edit norms per head of a saved JoLA run (a
     :class:`~jola_lens.editors.io.SavedRun`), without building a model.
