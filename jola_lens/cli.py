@@ -33,7 +33,16 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
                    help="'demo' (bundled ARC-Easy sample), a task folder name under --data-root, or a folder path")
     p.add_argument("--data-root", default=None,
                    help="folder holding task folders (default: $JOLA_LENS_DATA, ./data, ../shared/data)")
-    p.add_argument("--style", default=None, help="prompt style: chat | alpaca | cloze | qa")
+    p.add_argument("--data", dest="task", default=argparse.SUPPRESS,
+                   help="your data: a .jsonl / .json / .csv / .tsv file (carved into test, train and validation "
+                        "by the seeds) or a folder with train and test files; the same as --task")
+    for name in ("question", "answer", "choices", "id"):
+        p.add_argument(f"--{name}-field" if name != "question" else "--prompt-field", dest=f"{name}_field",
+                       default=None, metavar="NAME",
+                       help=f"the field (column) of your data that holds the {name if name != 'question' else 'prompt'}"
+                            + (" (texts, answerN labels, or 0-based option indices)" if name == "answer" else ""))
+    p.add_argument("--style", default=None, help="prompt style: chat | alpaca | cloze (TaskSpec default) | qa | "
+                                                 "verbatim (your prompt as written)")
     p.add_argument("--target", default=None, help="label | choice_text")
     p.add_argument("--train-size", type=int, default=None, help="training examples (TaskSpec default: 200)")
     p.add_argument("--valid-size", type=int, default=None,
@@ -223,6 +232,10 @@ def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
         v = getattr(args, key, None)
         if v is not None:
             d[key] = v
+    fields = {name: getattr(args, f"{name}_field") for name in ("question", "answer", "choices", "id")
+              if getattr(args, f"{name}_field", None)}
+    if fields:
+        d["fields"] = {**(d.get("fields") or {}), **fields}
     return TaskSpec.from_dict(d, "task")
 
 

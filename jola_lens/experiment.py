@@ -53,6 +53,8 @@ class TaskSpec:
         target: ``"label"`` (the paper: ``answer2``) or ``"choice_text"`` (the option's text).
         test_size: fixed test subset (sampled with ``test_seed``); ``None`` keeps all.
         max_new_tokens: generation budget at evaluation.
+        fields: your data's field names for ours (``{"question": "prompt", "answer": "label",
+            "choices": "options"}``; see :func:`jola_lens.tasks.load_examples`).
     """
 
     task: str = "demo"
@@ -67,6 +69,7 @@ class TaskSpec:
     max_length: int = 400
     max_new_tokens: int = 16
     eval_batch_size: int = 16
+    fields: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         # checked here, so a wrong option stops the CLI before the model loads, not after zero-shot scoring
@@ -78,6 +81,10 @@ class TaskSpec:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 (or None for all), got {v}")
+        if self.fields is not None:
+            unknown = set(self.fields) - {"question", "answer", "choices", "id"}
+            if unknown:
+                raise ValueError(f"fields maps our names question, answer, choices, id to yours; got {sorted(unknown)}")
         for name, low in (("valid_size", 0), ("max_length", 8), ("max_new_tokens", 1), ("eval_batch_size", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
@@ -103,7 +110,7 @@ def load_task_data(spec: TaskSpec) -> D.TaskData:
                           test=cut(test, spec.test_size), name="ARC-Easy (bundled sample)")
     return D.load_task(
         spec.task, data_root=spec.data_root, train_size=spec.train_size, valid_size=spec.valid_size,
-        test_size=spec.test_size, seed=spec.seed, test_seed=spec.test_seed,
+        test_size=spec.test_size, seed=spec.seed, test_seed=spec.test_seed, fields=spec.fields,
     )
 
 

@@ -109,9 +109,68 @@ def _read_json_array(path: Path, text: str) -> list[tuple[int, Any]]:
     return records
 
 
+def _read_csv(path: Path, text: str) -> list[tuple[int, Any]]:
+    """Rows of a CSV / TSV file with a header line, as dicts, with their 1-based line numbers.
+
+    A ``choices`` cell is a JSON list (``["a", "b"]``) or texts separated by ``|``; an ``answer``
+    cell of digits, in a row with choices and naming none of them, is a 0-based option index.
+    """
+    import csv
+    import io
+
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    if not reader.fieldnames:
+        raise DataError(f"{path}: a CSV file needs a header line naming its columns")
+    rows = []
+    start = 2
+    for row in reader:
+        line = start
+        start = reader.line_num + 1
+        if None in row:
+            raise DataError(f"{path}, line {line}: more cells than the header has columns")
+        rows.append((line, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
+    return rows
+
+
+def _csv_cells(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    """A CSV row (named by our fields) with its ``choices`` cell split and a digit answer made an index."""
+    rec = dict(rec)
+    cell = rec.get("choices")
+    if isinstance(cell, str):
+        if cell.strip().startswith("["):
+            try:
+                rec["choices"] = json.loads(cell)
+            except ValueError:
+                raise DataError(f"{where}: the choices cell is not a JSON list") from None
+        else:
+            rec["choices"] = [c.strip() for c in cell.split("|")]
+    ans = rec.get("answer")
+    if isinstance(ans, str) and ans.strip().isdigit() and rec.get("choices") and ans not in rec["choices"]:
+        rec["answer"] = int(ans)
+    return _answer_text_to_label(rec)
+
+
+def _answer_text_to_label(rec: Any) -> Any:
+    """Your data (a CSV, or fields given): an answer that is one of the row's option texts becomes that
+    option's label (``answerN``). Not for the benchmark files, whose label sets are fixed by task (BoolQ's
+    answers are the texts true / false)."""
+    if not isinstance(rec, Mapping):
+        return rec
+    choices, ans = rec.get("choices"), rec.get("answer")
+    if isinstance(choices, list) and isinstance(ans, str) and not ans.lower().startswith("answer"):
+        stripped = [str(c).strip() for c in choices]
+        if ans.strip() in stripped:
+            return {**rec, "answer": f"answer{stripped.index(ans.strip()) + 1}"}
+    return rec
+
+
 def _read_records(path: Path) -> list[tuple[int, Any]]:
-    """Raw records of a ``.jsonl``/``.json`` file: JSON lines, or one JSON array of objects."""
+    """Raw records of a ``.jsonl``/``.json`` file (JSON lines, or one JSON array of objects) or of a
+    ``.csv`` / ``.tsv`` file with a header line."""
     text = _read_text(path)
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return _read_csv(path, text)
     if text.lstrip()[:1] == "[":
         return _read_json_array(path, text)
     return _read_json_lines(path, text)
@@ -120,18 +179,41 @@ def _read_records(path: Path) -> list[tuple[int, Any]]:
 # ---- records -> examples ----------------------------------------------------------------------
 
 
+_FIELD_NAMES = ("question", "answer", "choices", "id")
+
+
+def _rename(rec: Any, fields: Mapping[str, str] | None, where: str) -> Any:
+    """``rec`` with the user's column names (``fields``: our name -> theirs) turned into ours."""
+    if not fields or not isinstance(rec, Mapping):
+        return rec
+    out = {k: v for k, v in rec.items() if k not in fields.values()}
+    for ours, theirs in fields.items():
+        if theirs in rec:
+            out[ours] = rec[theirs]
+        elif ours in ("question", "answer"):
+            have = ", ".join(sorted(map(str, rec))) or "none"
+            raise DataError(f"{where}: no field {theirs!r} (given as the {ours} field; fields here: {have})")
+    return out
+
+
 def _from_records(
-    records: Sequence[tuple[int | None, Any]], source: str, tag: str
+    records: Sequence[tuple[int | None, Any]], source: str, tag: str, fields: Mapping[str, str] | None = None,
+    csv_cells: bool = False,
 ) -> tuple[list[Example], list[int] | None]:
     lines = [ln for ln, _ in records] if records and records[0][0] is not None else None
     examples = []
     for i, (_, rec) in enumerate(records):
         where = _where(source, i, lines)
+        rec = _rename(rec, fields, where)
+        if csv_cells:
+            rec = _csv_cells(rec, where)
+        elif fields:
+            rec = _answer_text_to_label(rec)
         examples.append(_normalise(rec, where=where, default_id=_content_id(tag, i, rec)))
     return examples, lines
 
 
-def _from_list(items: Sequence[Any]) -> list[Example]:
+def _from_list(items: Sequence[Any], fields: Mapping[str, str] | None = None) -> list[Example]:
     source = "<list>"
     if items and all(isinstance(x, str) for x in items):  # the README's [prompt, answer, ...]
         if len(items) % 2:
@@ -139,11 +221,18 @@ def _from_list(items: Sequence[Any]) -> list[Example]:
                 f"{source}: a flat list must alternate [prompt, answer, ...] but has odd length {len(items)}"
             )
         records = [{"question": items[i], "answer": items[i + 1]} for i in range(0, len(items), 2)]
+    elif items and all(isinstance(x, (tuple, list)) for x in items):  # [(prompt, answer), ...]
+        bad = next((i for i, x in enumerate(items) if len(x) != 2), None)
+        if bad is not None:
+            raise DataError(f"{source}, example {bad + 1}: a pair must be (prompt, answer), "
+                            f"got {len(items[bad])} items")
+        records = [{"question": q, "answer": a} for q, a in items]
     elif all(isinstance(x, Mapping) for x in items):
         records = list(items)
     else:
-        raise DataError(f"{source}: expected a list of dicts or a flat list of strings [prompt, answer, ...]")
-    examples, _ = _from_records([(None, r) for r in records], source, "list")
+        raise DataError(f"{source}: expected a list of dicts, of (prompt, answer) pairs, or a flat list of strings "
+                        "[prompt, answer, ...]")
+    examples, _ = _from_records([(None, r) for r in records], source, "list", fields)
     return examples
 
 
@@ -191,7 +280,8 @@ def _from_hub(name: str, split: str | None) -> tuple[list[Example], str]:
     return examples, source
 
 
-def load_examples(source: Any, split: str | None = None, *, task: str | None = None) -> list[Example]:
+def load_examples(source: Any, split: str | None = None, *, task: str | None = None,
+                  fields: Mapping[str, str] | None = None) -> list[Example]:
     """Load task examples from a file, folder, Python list or Hugging Face dataset, normalised.
 
     Args:
@@ -205,6 +295,12 @@ def load_examples(source: Any, split: str | None = None, *, task: str | None = N
         split: the split of a folder or hub dataset (``train``, ``valid``/``validation``, ``test``).
         task: a task name from :data:`TASK_LABELS` pinning the label set to check answers
             against (default: inferred from the data, see :func:`label_set`).
+        fields: your field (column) names for ours, e.g. ``{"question": "text", "answer": "label",
+            "choices": "options"}``. Without it ``question``/``answer``, ``prompt``/``completion``,
+            ``input``/``output`` and ``instruction``/``answer`` are recognised.
+
+    Answers are texts, labels (``answer2``) or, with choices, 0-based option indices (``1``). A CSV
+    or TSV file needs a header line; its ``choices`` cell is a JSON list or texts separated by ``|``.
 
     The original formats carry no ``choices`` (``choices == []``); the option texts are
     recovered from the question by :func:`choices_of` when needed. An ``input`` field is
@@ -226,12 +322,19 @@ def load_examples(source: Any, split: str | None = None, *, task: str | None = N
         ('Q2 Answer format: true/false', 'false', [])
     """
     lines: list[int] | None = None
+    if isinstance(source, Mapping) and source and all(hasattr(v, "features") for v in source.values()):
+        names = sorted(source)  # a datasets.DatasetDict
+        want = {"valid": "validation"}.get(split, split) if split else (names[0] if len(names) == 1 else None)
+        if want not in source:
+            raise DataError(f"<DatasetDict>: choose a split with split=... (one of {', '.join(names)})"
+                            + (f"; {split!r} is not one" if split else ""))
+        source = source[want]
     if isinstance(source, (list, tuple)):
         name = "<list>"
-        examples = _from_list(source)
+        examples = _from_list(source, fields)
     elif hasattr(source, "features") and hasattr(source, "__iter__"):  # a datasets.Dataset
         name = "<dataset>"
-        examples, _ = _from_records([(None, r) for r in source], name, "dataset")
+        examples, _ = _from_records([(None, r) for r in source], name, "dataset", fields)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_dir():
@@ -245,7 +348,8 @@ def load_examples(source: Any, split: str | None = None, *, task: str | None = N
                 )
         if path.is_file():
             name = str(path)
-            examples, lines = _from_records(_read_records(path), name, path.stem)
+            examples, lines = _from_records(_read_records(path), name, path.stem, fields,
+                                            csv_cells=path.suffix.lower() in (".csv", ".tsv"))
         elif path.exists() or _looks_like_path(str(source)):
             raise DataError(f"{path}: no such file or folder")
         else:

@@ -48,14 +48,15 @@ CLOZE_TEMPLATE = "Question: {stem}\nAnswer:"
 QA_TEMPLATE = "Question: {stem}\nOptions: {options}\nAnswer:"
 
 #: A prompt style: ``"chat"`` (the tokenizer's chat template), ``"alpaca"`` (JoLA's prompt),
-#: ``"cloze"`` (``Question: ...\nAnswer:``) or ``"qa"`` (cloze with the options listed).
-PromptFormat = Literal["chat", "alpaca", "cloze", "qa"]
+#: ``"cloze"`` (``Question: ...\nAnswer:``), ``"qa"`` (cloze with the options listed) or ``"verbatim"``
+#: (the question text exactly as given, the answer after one space).
+PromptFormat = Literal["chat", "alpaca", "cloze", "qa", "verbatim"]
 #: Every prompt style, in the order of :data:`PromptFormat`.
 PROMPT_STYLES: tuple[str, ...] = get_args(PromptFormat)
 #: The default style of every function that takes one, and of ``TaskSpec.style``.
 DEFAULT_PROMPT_STYLE: PromptFormat = "cloze"
 #: The styles whose answer text follows the prompt after a space (the prompt ends with ``Answer:``).
-_SPACED_STYLES = ("cloze", "qa")
+_SPACED_STYLES = ("cloze", "qa", "verbatim")
 
 TARGETS = ("label", "choice_text")
 
@@ -138,7 +139,9 @@ def format_prompt(
     * ``"alpaca"``: :data:`ALPACA_TEMPLATE`, JoLA's exact prompt (``tokenizer`` unused);
     * ``"cloze"``: ``"Question: {stem}\\nAnswer:"`` with :func:`question_stem` (``tokenizer`` unused);
     * ``"qa"``: the cloze prompt with the options listed (``"Question: {stem}\\nOptions: a; b\\nAnswer:"``),
-      meant for ``target="choice_text"``: the model answers with the option's text.
+      meant for ``target="choice_text"``: the model answers with the option's text;
+    * ``"verbatim"``: the question text exactly as given (your own prompt); the answer follows after
+      one space.
 
     Example:
         >>> ex = {"question": "Please choose the correct answer to the question: Sky colour?\\n\\n"
@@ -155,6 +158,8 @@ def format_prompt(
     """
     _check_style(style)
     question = example["question"]
+    if style == "verbatim":
+        return question
     if style == "alpaca":
         return ALPACA_TEMPLATE.format(instruction=question)
     if style == "cloze":

@@ -88,6 +88,16 @@ def _normalise(record: Any, *, where: str, default_id: str) -> Example:
     """One record of any supported shape -> our schema (raises DataError naming ``where``)."""
     if not isinstance(record, Mapping):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if "question" not in record and "instruction" not in record:
+        # the other common shapes: prompt/completion (OpenAI, TRL), input/output, prompt/answer
+        for q_key, a_keys in (("prompt", ("completion", "answer", "output")), ("input", ("output", "answer"))):
+            if q_key in record:
+                a_key = next((k for k in a_keys if k in record), None)
+                if a_key is None:
+                    raise DataError(f"{where}: has '{q_key}' but no answer field ({' / '.join(a_keys)})")
+                record = {**{k: v for k, v in record.items() if k not in (q_key, a_key)},
+                          "question": record[q_key], "answer": record[a_key]}
+                break
     if "question" in record:  # our schema
         question = _as_text(record["question"], "question", where)
         extra = {k: v for k, v in record.items() if k not in _SCHEMA_KEYS}
@@ -105,7 +115,14 @@ def _normalise(record: Any, *, where: str, default_id: str) -> Example:
         choices = []
     else:
         raise DataError(f"{where}: missing field 'question' (or 'instruction')")
-    if "answer" in record and record["answer"] is not None:
+    raw_answer = record.get("answer")
+    if choices and isinstance(raw_answer, int) and not isinstance(raw_answer, bool):
+        # an integer answer with options is a 0-based option index (the Hugging Face datasets convention)
+        if not 0 <= raw_answer < len(choices):
+            raise DataError(f"{where}: answer index {raw_answer} is out of range for {len(choices)} choices "
+                            f"(integer answers are 0-based option indices)")
+        answer = f"answer{raw_answer + 1}"
+    elif "answer" in record and record["answer"] is not None:
         answer = _as_text(record["answer"], "answer", where)
     elif "instruction" in record and isinstance(record.get("output"), str):
         answer = record["output"]  # Alpaca-style data without a separate label

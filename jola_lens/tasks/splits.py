@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from .choices import label_set
@@ -165,9 +166,15 @@ def make_splits(
         rest = [i for i in order[n_train:] if pool[i] not in seen_train]
         valid = [pool[i] for i in sorted(rest[:valid_size])]
     if valid_size > 0 and not valid:
+        n = len(pool)
+        fit_train = max(1, (n * 4) // 5)
+        dropped = len(examples_train) - n
         raise DataError(
-            f"the validation split is empty: {len(train)} training examples left none for validation "
-            "(lower train_size or give a validation split)"
+            f"the validation split is empty: the data has {n} training examples"
+            f"{f' ({dropped} more overlap the test split)' if dropped else ''} and train_size {train_size} leaves "
+            f"none for valid_size {valid_size}; set train_size "
+            f"(--train-size) to {fit_train} and valid_size (--valid-size) to {max(n - fit_train, 0) or 0}, "
+            "give a validation split, or valid_size 0 for none"
         )
     return TaskData(train=train, valid=valid, test=test)
 
@@ -197,6 +204,36 @@ def _ids_are_identities(train: Sequence[Example], test: Sequence[Example],
     return True
 
 
+#: the share of a single file carved into the test split when no test size is given
+SINGLE_FILE_TEST_SHARE = 0.2
+_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+
+
+def _load_single_file(path: Path, *, train_size: int | None, valid_size: int, test_size: int | None, seed: int,
+                      test_seed: int, fields: Mapping[str, str] | None) -> TaskData:
+    """One data file carved into disjoint test / train / validation splits (test first, with ``test_seed``)."""
+    examples = load_examples(path, fields=fields)
+    n_test = test_size if test_size is not None else max(1, round(len(examples) * SINGLE_FILE_TEST_SHARE))
+    if n_test >= len(examples):
+        n = len(examples)
+        t = max(1, round(n * SINGLE_FILE_TEST_SHARE))
+        v = max(1, round((n - t) * SINGLE_FILE_TEST_SHARE)) if n - t > 1 else 0
+        raise DataError(f"{path}: {n} examples cannot give a test split of {n_test} and leave any for training: "
+                        f"set test_size (--test-size) to {t}, train_size (--train-size) to {n - t - v} and "
+                        f"valid_size (--valid-size) to {v}")
+    order = list(range(len(examples)))
+    random.Random(test_seed).shuffle(order)
+    test = [examples[i] for i in sorted(order[:n_test])]
+    rest = [examples[i] for i in sorted(order[n_test:])]
+    data = make_splits(rest, test, train_size=train_size, valid_size=valid_size, seed=seed)
+    note(f"{path.name}: one file, carved into test {len(data.test)} (seed {test_seed}), train {len(data.train)} "
+         f"and validation {len(data.valid)} (seed {seed}), disjoint; {len(examples) - sum(data.sizes.values())} "
+         "examples left unused")
+    data.name = path.stem
+    data.labels = label_set(data.train + data.test)
+    return data
+
+
 def load_task(
     name_or_dir: str | os.PathLike,
     *,
@@ -206,10 +243,13 @@ def load_task(
     test_size: int | None = None,
     seed: int = 42,
     test_seed: int = 0,
+    fields: Mapping[str, str] | None = None,
 ) -> TaskData:
     """Load a task folder (``train.jsonl``, ``test.jsonl``, optional ``validation.jsonl``) as splits.
 
-    ``name_or_dir`` is a folder, or a folder name under ``data_root`` (default: ``$JOLA_LENS_DATA``,
+    ``name_or_dir`` is a folder, a single data file (``.jsonl``, ``.json``, ``.csv``, ``.tsv``: carved
+    into test, train and validation with the seeds, reported in one note), or a folder name under
+    ``data_root`` (default: ``$JOLA_LENS_DATA``,
     ``./data``, then ``../shared/data`` beside the repository), e.g. ``"ARC-Easy"`` or
     ``"mmlu_pro/biology"``; case, ``-`` and ``_`` do not matter.
 
@@ -228,10 +268,16 @@ def load_task(
         data = load_task("ARC-Easy", test_size=300)     # the demo's fixed test subset
         data.sizes                                      # {'train': 200, 'valid': 200, 'test': 300}
     """
+    single = Path(name_or_dir).expanduser()
+    if single.is_file():
+        if single.suffix.lower() not in _DATA_SUFFIXES:
+            raise DataError(f"{single}: a data file must end in {', '.join(_DATA_SUFFIXES)}")
+        return _load_single_file(single, train_size=train_size, valid_size=valid_size, test_size=test_size,
+                                 seed=seed, test_seed=test_seed, fields=fields)
     folder = resolve_task_dir(name_or_dir, data_root)
     task = _task_for_labels(folder)
     files = {split: _split_file(folder, split) for split in _SPLIT_FILES}
-    loaded = {split: load_examples(f, task=task) for split, f in files.items() if f is not None}
+    loaded = {split: load_examples(f, task=task, fields=fields) for split, f in files.items() if f is not None}
     if "test" not in loaded and "validation" not in loaded:
         raise DataError(f"{folder}: no test split (expected test.jsonl or test.json)")
     if "train" in loaded:

@@ -274,3 +274,20 @@ def test_the_attack_run_records_its_verdicts(tmp_path):
     got = json.loads((tmp_path / "attack_t.json").read_text())
     assert got["tried"] == 2 and got["held"] == 2 and {a["key"] for a in got["attacks"]} == {"out-is-file", "style-bad"}
     assert "tried 2, held 2, failed 0" in r.stdout
+
+
+def test_a_csv_with_field_flags_trains_and_reports_the_carving(world):
+    import csv
+
+    with open(world / "mine.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "options", "label"])
+        w.writerows((f"what is red {i} ?", "red|blue", i % 2) for i in range(20))
+    flags = ["--data", "mine.csv", "--prompt-field", "text", "--answer-field", "label", "--choices-field", "options"]
+    small = one_error_line(cli("train", "--model", "ckpt", "--out", "csv0", *flags, "--no-progress", cwd=world))
+    assert "20 examples cannot give a test split of 300" in small and "--test-size) to 4" in small
+    r = cli("train", "--model", "ckpt", "--out", "csv1", *flags, "--train-size", "12", "--valid-size", "4",
+            "--test-size", "4", "--epochs", "1", "--no-progress", "--no-generation", cwd=world)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "one file, carved into test 4 (seed 0), train 12 and validation 4 (seed 42)" in r.stderr
+    assert json.loads((world / "csv1" / "results.json").read_text())["n_test"] == 4

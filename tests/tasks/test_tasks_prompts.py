@@ -78,7 +78,7 @@ def test_one_default_prompt_style_everywhere():
     from jola_lens.selection import contrastive_rows
     from jola_lens.tasks import tokenize_examples
 
-    assert PROMPT_STYLES == get_args(PromptFormat) == ("chat", "alpaca", "cloze", "qa")
+    assert PROMPT_STYLES == get_args(PromptFormat) == ("chat", "alpaca", "cloze", "qa", "verbatim")
     assert DEFAULT_PROMPT_STYLE == "cloze" == TaskSpec().style
     for fn in (format_prompt, format_target, tokenize_examples, contrastive_rows):
         assert inspect.signature(fn).parameters["style"].default == DEFAULT_PROMPT_STYLE, fn.__name__
