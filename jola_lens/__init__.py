@@ -45,9 +45,11 @@ _LAZY = {
     "SelectionResult": "selection", "list_selectors": "selection",
     "DataError": "tasks",
     "JoLATrainer": "train", "TrainConfig": "train", "Trainer": "train", "TrainResult": "train",
-    "Task": "workflow", "load_task": "workflow", "select": "workflow", "train": "workflow",
+    "Task": "workflow", "load_task": "workflow", "select": "workflow",
 }
-_MODULES = ("data", "evaluate")  # the first release's module paths (evaluate is callable: see evaluate.py)
+# module paths that are also names: ``data`` (the first release's), ``evaluate`` and ``train`` (each module
+# is callable and runs the workflow's function of its name: see evaluate.py and train.py)
+_MODULES = ("data", "evaluate", "train")
 
 
 def __getattr__(name: str) -> Any:

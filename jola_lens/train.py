@@ -740,3 +740,22 @@ class Trainer:
 
 #: the first release's name of the one trainer
 JoLATrainer = Trainer
+
+
+def _install_call() -> None:
+    """``jl.train(editor, task)`` is :func:`jola_lens.workflow.train`; this module has the same name, and
+    whichever is imported last would own ``jola_lens.train``, so the module itself is made callable
+    (as :mod:`jola_lens.evaluate` is): calling it runs the workflow's function."""
+    import sys
+    import types
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            from .workflow import train as workflow_train
+
+            return workflow_train(*args, **kwargs)
+
+    sys.modules[__name__].__class__ = _CallableModule
+
+
+_install_call()

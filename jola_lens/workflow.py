@@ -87,15 +87,33 @@ class Task:
         return tokenize_splits(base_model(model).tokenizer, self.data, self.spec, prepends_bos(model))
 
 
-def load_task(task: str | Path = "demo", **spec: Any) -> Task:
+def load_task(task: Any = "demo", **spec: Any) -> Task:
     """Load a task: ``"demo"`` (the bundled ARC-Easy sample), a task folder name under the data root
-    (``"ARC-Easy"``, ``"boolq"``...), or a folder path. ``spec`` sets any
-    :class:`~jola_lens.experiment.TaskSpec` field (``style``, ``target``, ``train_size``,
-    ``test_size``, ``seed``, ``data_root``...)."""
+    (``"ARC-Easy"``, ``"boolq"``...), a folder path, one data file (``.jsonl``, ``.json``, ``.csv``,
+    ``.tsv``), or data in memory (a list of dicts or of (prompt, answer) pairs, a ``datasets.Dataset``);
+    one file or in-memory data is carved into disjoint test / train / validation splits by the seeds.
+    ``spec`` sets any :class:`~jola_lens.experiment.TaskSpec` field (``style``, ``target``,
+    ``train_size``, ``test_size``, ``seed``, ``data_root``, ``fields``...).
+
+    Example:
+        >>> import warnings; warnings.simplefilter("ignore")
+        >>> pairs = [(f"Is {i} even? Answer format: true/false", str(i % 2 == 0).lower()) for i in range(30)]
+        >>> load_task(pairs, train_size=16, valid_size=4, test_size=6).data.sizes
+        {'train': 16, 'valid': 4, 'test': 6}
+    """
     from .experiment import TaskSpec, load_task_data
 
-    s = TaskSpec.from_dict({"task": str(task), **spec})
-    return Task(spec=s, data=load_task_data(s))
+    if isinstance(task, (str, Path)):
+        s = TaskSpec.from_dict({"task": str(task), **spec})
+        return Task(spec=s, data=load_task_data(s))
+    from .tasks import load_examples
+    from .tasks.splits import carve_splits
+
+    s = TaskSpec.from_dict({"task": "<data>", **spec})
+    examples = load_examples(task, fields=s.fields)
+    data = carve_splits(examples, "<data>", train_size=s.train_size, valid_size=s.valid_size, test_size=s.test_size,
+                        seed=s.seed, test_seed=s.test_seed, where="<data>")
+    return Task(spec=s, data=data)
 
 
 def train(editor: "Editor", task: Task, *, recipe: str = "demo", out_dir: str | Path | None = None,

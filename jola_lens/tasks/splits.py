@@ -23,7 +23,7 @@ from .choices import label_set
 from .io import _SPLIT_FILES, _split_file, _task_for_labels, load_examples, resolve_task_dir
 from .schema import DataError, Example, note
 
-__all__ = ["SeenExamples", "TaskData", "load_task", "make_splits", "sample_subset"]
+__all__ = ["SeenExamples", "TaskData", "carve_splits", "load_task", "make_splits", "sample_subset"]
 
 T = TypeVar("T")
 
@@ -212,7 +212,24 @@ _DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 def _load_single_file(path: Path, *, train_size: int | None, valid_size: int, test_size: int | None, seed: int,
                       test_seed: int, fields: Mapping[str, str] | None) -> TaskData:
     """One data file carved into disjoint test / train / validation splits (test first, with ``test_seed``)."""
-    examples = load_examples(path, fields=fields)
+    return carve_splits(load_examples(path, fields=fields), path.stem, train_size=train_size, valid_size=valid_size,
+                        test_size=test_size, seed=seed, test_seed=test_seed, where=str(path))
+
+
+def carve_splits(examples: Sequence[Example], name: str, *, train_size: int | None = 200, valid_size: int = 200,
+                 test_size: int | None = None, seed: int = 42, test_seed: int = 0,
+                 where: str | None = None) -> TaskData:
+    """Examples from one source carved into disjoint test / train / validation splits: ``test_size``
+    (default: 20%) drawn with ``test_seed``, then :func:`make_splits` with ``seed``; one note says the sizes.
+
+    Example:
+        >>> import warnings; warnings.simplefilter("ignore")
+        >>> rows = [{"id": str(i), "question": f"q{i}"} for i in range(20)]
+        >>> carve_splits(rows, "toy", train_size=10, valid_size=4).sizes
+        {'train': 10, 'valid': 4, 'test': 4}
+    """
+    path = where or name
+    examples = list(examples)
     n_test = test_size if test_size is not None else max(1, round(len(examples) * SINGLE_FILE_TEST_SHARE))
     if n_test >= len(examples):
         n = len(examples)
@@ -226,10 +243,10 @@ def _load_single_file(path: Path, *, train_size: int | None, valid_size: int, te
     test = [examples[i] for i in sorted(order[:n_test])]
     rest = [examples[i] for i in sorted(order[n_test:])]
     data = make_splits(rest, test, train_size=train_size, valid_size=valid_size, seed=seed)
-    note(f"{path.name}: one file, carved into test {len(data.test)} (seed {test_seed}), train {len(data.train)} "
-         f"and validation {len(data.valid)} (seed {seed}), disjoint; {len(examples) - sum(data.sizes.values())} "
-         "examples left unused")
-    data.name = path.stem
+    note(f"{Path(path).name}: one file, carved into test {len(data.test)} (seed {test_seed}), train "
+         f"{len(data.train)} and validation {len(data.valid)} (seed {seed}), disjoint; "
+         f"{len(examples) - sum(data.sizes.values())} examples left unused")
+    data.name = name
     data.labels = label_set(data.train + data.test)
     return data
 
