@@ -303,8 +303,7 @@ def run_experiment(
         TrainingDiverged: the loss or the edits stopped being finite; no edits and no results saved.
         RunInterrupted: Ctrl-C; a checkpoint is saved, no results are written.
     """
-    from .outdir import OutputFolder, atomic_write_text
-    from .train import TrainingDiverged
+    from .outdir import OutputFolder
 
     folder = None
     if out_dir is not None:
@@ -315,15 +314,17 @@ def run_experiment(
         folder.claim()
     try:
         return _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress,
-                               log, method, editor_options, task_data, checkpoint_every, atomic_write_text,
-                               TrainingDiverged)
+                               log, method, editor_options, task_data, checkpoint_every)
     finally:
         if owns_claim:
             folder.release()
 
 
 def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress, log, method,
-                    editor_options, task_data, checkpoint_every, atomic_write_text, TrainingDiverged):
+                    editor_options, task_data, checkpoint_every):
+    from .outdir import atomic_write_text
+    from .train import TrainingDiverged
+
     out = folder.path if folder is not None else None
     td = task_data if task_data is not None else load_task_data(spec)
     log(f"[jola_lens] task {td.name or spec.task}: train {len(td.train)}, valid {len(td.valid)}, test {len(td.test)}")
@@ -334,9 +335,7 @@ def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, g
     run_meta = _run_meta(spec, method, editor, tc, hooked)
     resume_from = None
     if folder is not None and folder.state == "resume":
-        from .train import Trainer as _T
-
-        _, meta = _T.read_checkpoint(folder.checkpoint)
+        _, meta = Trainer.read_checkpoint(folder.checkpoint)
         diffs = _meta_differences(meta.get("run"), run_meta)
         if diffs:
             raise ValueError(f"{out} holds the checkpoint of a different run ({'; '.join(diffs[:3])}): pass "

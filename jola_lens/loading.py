@@ -409,9 +409,9 @@ def _save_tl_cache(model: Any, dest: Path) -> None:
 
 
 def _write_digest(tl_cache: Path, digest: str) -> None:
-    tmp = _digest_file(tl_cache).with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"digest": digest}))
-    os.replace(tmp, _digest_file(tl_cache))
+    from .outdir import atomic_write_text
+
+    atomic_write_text(_digest_file(tl_cache), json.dumps({"digest": digest}))
 
 
 def _check_tokenizer(model: Any) -> None:

@@ -25,7 +25,6 @@ Example (a tiny random model)::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -145,14 +144,6 @@ class TrainingDiverged(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt (checksum mismatch) or from another run."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---- batching -------------------------------------------------------------------------------
@@ -628,6 +619,7 @@ class Trainer:
         its sha256, each through a temporary file; older step files are removed after that."""
         from safetensors.torch import save_file
 
+        from .editors.io import _sha256
         from .outdir import atomic_write_text
 
         d = Path(directory)
@@ -679,6 +671,8 @@ class Trainer:
         Reads the first release's ``state.safetensors`` + ``trainer_state.json`` too.
         """
         from safetensors.torch import load_file
+
+        from .editors.io import _sha256
 
         d = Path(directory)
         if (d / "latest.json").is_file():

@@ -42,16 +42,21 @@ def test_missing_subcommand_is_usage_error():
     assert r.returncode == 2 and "usage" in r.stderr
 
 
-def test_heads_on_saved_run(tiny_model, tmp_path, capsys):
+def _save_one_open_head(model, run):
+    """A JoLA run on ``model`` whose only open gate is the additive one of layer 1, head 3."""
     import torch
 
-    jm = JoLAModel(tiny_model)
+    jm = JoLAModel(model)
     with torch.no_grad():
         e = jm.edits["attn"]
         e.gate_a.log_alpha.fill_(-10)
         e.gate_m.log_alpha.fill_(-10)
         e.gate_a.log_alpha[1, 3] = 4.0
-    jm.save(tmp_path / "run")
+    jm.save(run)
+
+
+def test_heads_on_saved_run(tiny_model, tmp_path, capsys):
+    _save_one_open_head(tiny_model, tmp_path / "run")
     rows = read_run_heads(tmp_path / "run")
     assert [(r["layer"], r["head"]) for r in rows if r["g_a"] > 0] == [(1, 3)]
     assert main(["heads", str(tmp_path / "run")]) == 0
@@ -108,15 +113,7 @@ def test_heads_json_and_csv(tiny_model, tmp_path, capsys):
     import io
     import json
 
-    import torch
-
-    jm = JoLAModel(tiny_model)
-    with torch.no_grad():
-        e = jm.edits["attn"]
-        e.gate_a.log_alpha.fill_(-10)
-        e.gate_m.log_alpha.fill_(-10)
-        e.gate_a.log_alpha[1, 3] = 4.0
-    jm.save(tmp_path / "run")
+    _save_one_open_head(tiny_model, tmp_path / "run")
     capsys.readouterr()
     assert main(["heads", str(tmp_path / "run"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -121,6 +121,12 @@ def _describe(r: subprocess.CompletedProcess) -> str:
     return f"exit {r.returncode}" + (f": {errs[0][17:][:110]}" if errs else "")
 
 
+def refused_early(r: subprocess.CompletedProcess, needle: str = "") -> tuple[bool, str]:
+    """Refused in one line (exit 2) before the model was loaded."""
+    ok, seen = one_line(r, 2, needle)
+    return ok and not loaded_model(r), seen
+
+
 def _last(r: subprocess.CompletedProcess) -> str:
     lines = [x for x in r.stdout.strip().splitlines() if x.strip()]
     return lines[-1].strip() if lines else ""
@@ -238,15 +244,13 @@ def _(w: World):
 @attack("style-bad", "settings", "`--style foo`: one line before the model loads")
 def _(w: World):
     r = w.train(w.out(), "--style", "foo")
-    ok, seen = one_line(r, 2, "style")
-    return ok and not loaded_model(r), seen
+    return refused_early(r, "style")
 
 
 @attack("method-bad", "settings", "`--method nope`: one line before the model loads")
 def _(w: World):
     r = w.train(w.out(), "--method", "nope")
-    ok, seen = one_line(r, 2, "method")
-    return ok and not loaded_model(r), seen
+    return refused_early(r, "method")
 
 
 # ---- 3. interruptions -------------------------------------------------------------------------------
@@ -403,16 +407,14 @@ def _(w: World):
 def _(w: World):
     w.p("a_file").write_text("x")
     r = w.train("a_file")
-    ok, seen = one_line(r)
-    return ok and not loaded_model(r), seen
+    return refused_early(r)
 
 
 @attack("out-unwritable", "folders", "--out below a file (cannot be created): one line before the model loads")
 def _(w: World):
     w.p("b_file").write_text("x")
     r = w.train("b_file/run")
-    ok, seen = one_line(r)
-    return ok and not loaded_model(r), seen
+    return refused_early(r)
 
 
 @attack("eval-out-unwritable", "folders", "`eval --out` that cannot be written: one line before the model loads")
@@ -420,8 +422,7 @@ def _(w: World):
     w.p("c_file").write_text("x")
     r = w.cli("eval", "--model", "ckpt", "--task", "task", "--test-size", "4", "--no-progress", "--no-generation",
               "--out", "c_file/x")
-    ok, seen = one_line(r)
-    return ok and not loaded_model(r), seen
+    return refused_early(r)
 
 
 # ---- 5. data ----------------------------------------------------------------------------------------
@@ -476,8 +477,7 @@ def _(w: World):
     (d / "train.jsonl").write_text('{"question": "q", "choices": ["a", "b"], "answer": "answer3"}\n')
     (d / "test.jsonl").write_text('{"question": "q2", "choices": ["a", "b"], "answer": "answer1"}\n')
     r = w.train(w.out(), task="badlabel")
-    ok, seen = one_line(r, 2, "line 1")
-    return ok and not loaded_model(r), seen
+    return refused_early(r, "line 1")
 
 
 @attack("data-empty", "data", "an empty train file: one line")
@@ -534,8 +534,7 @@ def _(w: World):
     o = _saved_run(w)
     w.p(o, "jola_config.json").write_text("{not json")
     r = _eval(w, o)
-    ok, seen = one_line(r)
-    return ok and not loaded_model(r), seen
+    return refused_early(r)
 
 
 def _own_cache(w: World, name: str) -> Path:
