@@ -20,12 +20,22 @@ from .recipes import DEMO_DEFAULTS, list_recipes  # noqa: F401  (DEMO_DEFAULTS: 
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .editors.base import EditorLoadError
-    from .loading import ModelLoadError
-    from .tasks import DataError
+    """The exceptions reported as one ``jola-lens: error:`` line (exit 2).
 
-    return (DataError, ModelLoadError, EditorLoadError, ValueError, FileNotFoundError, NotADirectoryError,
-            PermissionError)
+    Only the library's error classes whose modules are already imported are listed: an error of a module
+    that never loaded cannot have been raised, and importing it here would delay the message by the
+    torch import (a data error is then reported well under a second after the start)."""
+    found: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError, PermissionError]
+    for module, name in (("jola_lens.tasks.schema", "DataError"), ("jola_lens.loading", "ModelLoadError"),
+                         ("jola_lens.editors.base", "EditorLoadError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _diverged_error() -> tuple[type[BaseException], ...]:
+    train = sys.modules.get("jola_lens.train")
+    return (train.TrainingDiverged,) if train is not None else ()
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
@@ -151,19 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # (--help and usage errors end here, before torch is imported)
-    from .loading import set_offline_env
+    from .settings import set_offline_env
 
     set_offline_env()
     _one_line_notes()
-    from .train import TrainingDiverged
-
     try:
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "heads": cmd_heads,
                 "merge": cmd_merge}[args.cmd](args)
     except _user_errors() as e:
         print(f"jola-lens: error: {e}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
+    except _diverged_error() as e:
         print(f"jola-lens: error: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt as e:
@@ -225,7 +233,7 @@ def _load_yaml(path: str | None) -> dict[str, Any]:
 
 
 def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    from .experiment import TaskSpec
+    from .tasks.spec import TaskSpec
 
     d = dict(base or {})
     for key in ("task", "data_root", "style", "target", "train_size", "valid_size", "test_size", "seed"):
@@ -237,6 +245,13 @@ def _spec(args: argparse.Namespace, base: dict[str, Any] | None = None):
     if fields:
         d["fields"] = {**(d.get("fields") or {}), **fields}
     return TaskSpec.from_dict(d, "task")
+
+
+def _unset_sizes(args: argparse.Namespace, base: dict[str, Any] | None = None) -> list[str]:
+    """The split sizes set neither by a flag nor in the YAML: these may shrink to fit small data."""
+    from .tasks.spec import SIZE_FIELDS
+
+    return [k for k in SIZE_FIELDS if getattr(args, k, None) is None and k not in (base or {})]
 
 
 def _configs(args: argparse.Namespace, base: dict[str, Any]):
@@ -334,20 +349,23 @@ def _demo_report(args: argparse.Namespace, res: Any, out: Path, t0: float) -> in
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .tasks.spec import fit_task_data
+
+    # everything that can be checked without the model is checked first: the data (before torch is
+    # imported), then settings, method and --out
+    base = _load_yaml(args.config)
+    spec = _spec(args, base.get("task"))
+    spec, td = fit_task_data(spec, _unset_sizes(args, base.get("task")))
     from .editors import list_editors
-    from .experiment import load_task_data, run_experiment
+    from .experiment import run_experiment
     from .loading import load_model
     from .outdir import OutputFolder
 
-    # everything that can be checked without the model is checked first: settings, method, data, --out
-    base = _load_yaml(args.config)
-    spec = _spec(args, base.get("task"))
     jc, tc = _configs(args, base)
     if args.method not in list_editors():
         raise ValueError(f"unknown --method {args.method!r}; choose from {list_editors()}")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    td = load_task_data(spec)
     with OutputFolder(args.out, overwrite=args.overwrite, resume=True if args.resume else None) as folder:
         model = load_model(args.model)
         res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=folder,
@@ -362,17 +380,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .editors import load_editor
-    from .editors.io import read_meta
-    from .experiment import evaluate_task, load_task_data
-    from .loading import load_model
+    from .tasks.spec import fit_task_data
 
     if args.valid_size is None:
         args.valid_size = 0  # scoring needs no validation split (a small task could not spare one)
     spec = _spec(args)
+    spec, td = fit_task_data(spec, _unset_sizes(args))  # bad data is reported first, before torch is imported
+    from .editors import load_editor
+    from .editors.io import read_meta
+    from .experiment import evaluate_task
+    from .loading import load_model
+
     if args.run:
         read_meta(args.run)  # a missing or malformed run folder is reported before the model loads
-    td = load_task_data(spec)  # so is bad data
     _check_writable(args.out)  # and an --out that cannot be written
     model = load_model(args.model)
     target = load_editor(args.run, model, check_model_name=not args.allow_other_model) if args.run else model

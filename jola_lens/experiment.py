@@ -37,81 +37,8 @@ from .eval.driver import (  # noqa: F401  (the task-level evaluation lives in jo
 from .eval.driver import task_majority_accuracy as majority_label_accuracy
 from .eval.target import base_model, prepends_bos
 from .tasks import DEFAULT_PROMPT_STYLE, DEMO_DATA  # noqa: F401  (DEMO_DATA: old import path)
+from .tasks.spec import TaskSpec, load_task_data  # noqa: F401  (their home is torch-free: data checks come first)
 from .train import JoLATrainer, TrainConfig, Trainer  # noqa: F401  (JoLATrainer: old import path)
-
-
-@dataclass
-class TaskSpec:
-    """Which data, which prompt, which sizes.
-
-    Attributes:
-        task: ``"demo"`` (the ARC-Easy sample shipped with the package), a task folder name
-            under ``data_root`` (``ARC-Easy``, ``boolq``, ``openbookqa``, ``mmlu_pro/math``, ``e2e_nlg``...),
-            or a path to a folder with ``train``/``test`` files.
-        style: prompt style (see :data:`jola_lens.tasks.PROMPT_STYLES`): ``chat``, ``alpaca`` (the
-            paper's), ``cloze`` or ``qa`` (question and options, answer as text).
-        target: ``"label"`` (the paper: ``answer2``) or ``"choice_text"`` (the option's text).
-        test_size: fixed test subset (sampled with ``test_seed``); ``None`` keeps all.
-        max_new_tokens: generation budget at evaluation.
-        fields: your data's field names for ours (``{"question": "prompt", "answer": "label",
-            "choices": "options"}``; see :func:`jola_lens.tasks.load_examples`).
-    """
-
-    task: str = "demo"
-    data_root: str | None = None
-    style: str = DEFAULT_PROMPT_STYLE
-    target: str = "choice_text"
-    train_size: int | None = 200
-    valid_size: int = 200
-    test_size: int | None = 300
-    seed: int = 42
-    test_seed: int = 0
-    max_length: int = 400
-    max_new_tokens: int = 16
-    eval_batch_size: int = 16
-    fields: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        # checked here, so a wrong option stops the CLI before the model loads, not after zero-shot scoring
-        if self.style not in D.PROMPT_STYLES:
-            raise ValueError(f"unknown prompt style {self.style!r}: use one of {', '.join(D.PROMPT_STYLES)}")
-        if self.target not in D.TARGETS:
-            raise ValueError(f"unknown target {self.target!r}: use one of {', '.join(D.TARGETS)}")
-        for name in ("train_size", "test_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1 (or None for all), got {v}")
-        if self.fields is not None:
-            unknown = set(self.fields) - {"question", "answer", "choices", "id"}
-            if unknown:
-                raise ValueError(f"fields maps our names question, answer, choices, id to yours; got {sorted(unknown)}")
-        for name, low in (("valid_size", 0), ("max_length", 8), ("max_new_tokens", 1), ("eval_batch_size", 1)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], section: str | None = None) -> "TaskSpec":
-        """From a dict (YAML, JSON): unknown fields and wrong types are a one-line ``ValueError``."""
-        from .settings import coerce_fields
-
-        return cls(**coerce_fields(cls, d, section))
-
-
-def load_task_data(spec: TaskSpec) -> D.TaskData:
-    """The train/valid/test split for ``spec`` (seeded, disjoint)."""
-    if spec.task == "demo":
-        folder = DEMO_DATA
-        train, valid, test = (D.load_examples(folder / f"{s}.jsonl") for s in ("train", "valid", "test"))
-        cut = lambda xs, n: xs if n is None or n >= len(xs) else D.sample_subset(xs, n, seed=spec.seed)  # noqa: E731
-        return D.TaskData(train=cut(train, spec.train_size), valid=cut(valid, spec.valid_size),
-                          test=cut(test, spec.test_size), name="ARC-Easy (bundled sample)")
-    return D.load_task(
-        spec.task, data_root=spec.data_root, train_size=spec.train_size, valid_size=spec.valid_size,
-        test_size=spec.test_size, seed=spec.seed, test_seed=spec.test_seed, fields=spec.fields,
-    )
 
 
 def tokenize_splits(tokenizer: Any, td: D.TaskData, spec: TaskSpec, prepend_bos: bool = False) -> tuple[list, list]:

@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from .settings import set_offline_env  # noqa: F401  (its home is torch-free; the CLI calls it first)
+
 log = logging.getLogger(__name__)
 
 BUNDLED_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct", "bundled"}
@@ -58,14 +60,6 @@ NO_FOLDING = dict(
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says why and what to do."""
-
-
-def set_offline_env() -> None:
-    """Tell HF libraries not to reach for a hub (a failed lookup otherwise hangs 20-50 s)."""
-    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(k, "1")
-    os.environ.setdefault("WANDB_MODE", "disabled")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def cache_dir() -> Path:

@@ -122,3 +122,13 @@ def coerce_fields(cls: type, d: Any, section: str | None = None) -> dict[str, An
     except Exception:  # a hint that does not resolve: leave the values to the dataclass's own checks
         return dict(d)
     return {k: _coerce(v, hints.get(k, Any), f"{label}.{k}") for k, v in d.items()}
+
+
+def set_offline_env() -> None:
+    """Tell HF libraries not to reach for a hub (a failed lookup otherwise hangs 20-50 s)."""
+    import os
+
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

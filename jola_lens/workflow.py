@@ -92,6 +92,8 @@ def load_task(task: Any = "demo", **spec: Any) -> Task:
     (``"ARC-Easy"``, ``"boolq"``...), a folder path, one data file (``.jsonl``, ``.json``, ``.csv``,
     ``.tsv``), or data in memory (a list of dicts or of (prompt, answer) pairs, a ``datasets.Dataset``);
     one file or in-memory data is carved into disjoint test / train / validation splits by the seeds.
+    Sizes you do not give shrink to fit data smaller than the defaults (train 200, validation 200, test
+    300), said in one note; sizes you give are kept, or refused with what the data allows.
     ``spec`` sets any :class:`~jola_lens.experiment.TaskSpec` field (``style``, ``target``,
     ``train_size``, ``test_size``, ``seed``, ``data_root``, ``fields``...).
 
@@ -101,18 +103,21 @@ def load_task(task: Any = "demo", **spec: Any) -> Task:
         >>> load_task(pairs, train_size=16, valid_size=4, test_size=6).data.sizes
         {'train': 16, 'valid': 4, 'test': 6}
     """
-    from .experiment import TaskSpec, load_task_data
-
-    if isinstance(task, (str, Path)):
-        s = TaskSpec.from_dict({"task": str(task), **spec})
-        return Task(spec=s, data=load_task_data(s))
     from .tasks import load_examples
+    from .tasks.spec import SIZE_FIELDS, TaskSpec, fit_sizes, fit_task_data
+
+    unset = [k for k in SIZE_FIELDS if k not in spec]  # sizes not given shrink to fit small data, with a note
+    if isinstance(task, (str, Path)):
+        s, data = fit_task_data(TaskSpec.from_dict({"task": str(task), **spec}), unset)
+        return Task(spec=s, data=data)
     from .tasks.splits import carve_splits
 
     s = TaskSpec.from_dict({"task": "<data>", **spec})
     examples = load_examples(task, fields=s.fields)
-    data = carve_splits(examples, "<data>", train_size=s.train_size, valid_size=s.valid_size, test_size=s.test_size,
-                        seed=s.seed, test_seed=s.test_seed, where="<data>")
+    carve = lambda sp: carve_splits(examples, "<data>", train_size=sp.train_size,  # noqa: E731
+                                    valid_size=sp.valid_size, test_size=sp.test_size, seed=sp.seed,
+                                    test_seed=sp.test_seed, where="<data>")
+    s, data = fit_sizes(carve, s, unset)
     return Task(spec=s, data=data)
 
 

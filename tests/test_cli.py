@@ -103,6 +103,25 @@ def test_help_and_version_do_not_import_torch():
     assert v.returncode == 0 and v.stdout.strip() == f"jola-lens {__import__('jola_lens').__version__}"
 
 
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--data", "{d}/rows.csv", "--answer-field", "label", "--out", "{d}/o"], "no field 'label'"),
+    (["train", "--data", "{d}/rows.csv", "--train-size", "50", "--out", "{d}/o"],
+     "12 examples cannot give a test split of 300"),
+    (["eval", "--data", "{d}/rows.csv", "--answer-field", "label"], "no field 'label'"),
+])
+def test_data_errors_come_before_torch_is_imported(tmp_path, argv, needle):
+    # the CLI reads and checks the data with torch-free modules: the error needs no torch import
+    rows = "question,choices,answer\n" + "".join(f"q{i}?,yes|no,{'yes' if i % 2 else 'no'}\n" for i in range(12))
+    (tmp_path / "rows.csv").write_text(rows)
+    args = [a.format(d=tmp_path) for a in argv]
+    code = ("import sys; from jola_lens.cli import main\n"
+            f"rc = main({args!r})\n"
+            "print('RESULT', rc, 'torch' in sys.modules, 'transformer_lens' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == "RESULT 2 False False", r.stdout + r.stderr
+    assert needle in r.stderr and r.stderr.count("jola-lens: error:") == 1, r.stderr
+
+
 def test_help_shows_defaults():
     r = run_cli("train", "--help")
     assert "(default: smollm2)" in r.stdout and "(default: 50)" in r.stdout and "demo: 3, paper: 20" in r.stdout

@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-from .batching import DataCollator, length_grouped_batches
 from .choices import TASK_LABELS, choices_of, gold_choice_index, label_set, parse_choices, question_stem
 from .io import DEMO_DATA, load_examples, resolve_task_dir
 from .prompts import (
@@ -54,7 +53,26 @@ from .prompts import (
 )
 from .schema import DataError, DataNote, Example, validate_examples
 from .splits import SeenExamples, TaskData, load_task, make_splits, sample_subset
-from .tokenize import IGNORE_INDEX, TokenizedDataset, tokenize_examples, tokenize_pair
+
+# The tokenising and batching names need torch: they load on first use (PEP 562), so reading and checking
+# data (``load_task``, ``load_examples``, ``DataError``) stays torch-free and fast.
+_LAZY = {"DataCollator": "batching", "length_grouped_batches": "batching", "IGNORE_INDEX": "tokenize",
+         "TokenizedDataset": "tokenize", "tokenize_examples": "tokenize", "tokenize_pair": "tokenize"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ALPACA_TEMPLATE",

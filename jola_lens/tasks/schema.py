@@ -39,7 +39,14 @@ class DataError(ValueError):
         ... except DataError as e:
         ...     print(e)
         <list>: a flat list must alternate [prompt, answer, ...] but has odd length 1
+
+    ``fit``: for data too small for the sizes asked, the sizes that would fit (``{"train_size": 10, ...}``),
+    which :func:`jola_lens.tasks.spec.fit_task_data` uses in place of the sizes a user did not set.
     """
+
+    def __init__(self, message: str, fit: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.fit = fit or {}
 
 
 class DataNote(UserWarning):

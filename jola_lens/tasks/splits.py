@@ -174,7 +174,8 @@ def make_splits(
             f"{f' ({dropped} more overlap the test split)' if dropped else ''} and train_size {train_size} leaves "
             f"none for valid_size {valid_size}; set train_size "
             f"(--train-size) to {fit_train} and valid_size (--valid-size) to {max(n - fit_train, 0) or 0}, "
-            "give a validation split, or valid_size 0 for none"
+            "give a validation split, or valid_size 0 for none",
+            fit={"train_size": fit_train, "valid_size": max(n - fit_train, 0)},
         )
     return TaskData(train=train, valid=valid, test=test)
 
@@ -237,7 +238,8 @@ def carve_splits(examples: Sequence[Example], name: str, *, train_size: int | No
         v = max(1, round((n - t) * SINGLE_FILE_TEST_SHARE)) if n - t > 1 else 0
         raise DataError(f"{path}: {n} examples cannot give a test split of {n_test} and leave any for training: "
                         f"set test_size (--test-size) to {t}, train_size (--train-size) to {n - t - v} and "
-                        f"valid_size (--valid-size) to {v}")
+                        f"valid_size (--valid-size) to {v}",
+                        fit={"test_size": t, "train_size": n - t - v, "valid_size": v})
     order = list(range(len(examples)))
     random.Random(test_seed).shuffle(order)
     test = [examples[i] for i in sorted(order[:n_test])]

@@ -284,8 +284,15 @@ def test_a_csv_with_field_flags_trains_and_reports_the_carving(world):
         w.writerow(["text", "options", "label"])
         w.writerows((f"what is red {i} ?", "red|blue", i % 2) for i in range(20))
     flags = ["--data", "mine.csv", "--prompt-field", "text", "--answer-field", "label", "--choices-field", "options"]
-    small = one_error_line(cli("train", "--model", "ckpt", "--out", "csv0", *flags, "--no-progress", cwd=world))
+    small = one_error_line(cli("train", "--model", "ckpt", "--out", "csv0", *flags, "--test-size", "300",
+                               "--no-progress", cwd=world))
     assert "20 examples cannot give a test split of 300" in small and "--test-size) to 4" in small
+    # no sizes given: the defaults shrink to fit the 20 rows (test 4, validation 3, train 13), with a note
+    r = cli("train", "--model", "ckpt", "--out", "csv2", *flags, "--epochs", "1", "--no-progress", "--no-generation",
+            cwd=world)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "do not fit this data; using train_size 13, valid_size 3, test_size 4" in r.stderr
+    assert json.loads((world / "csv2" / "results.json").read_text())["n_test"] == 4
     r = cli("train", "--model", "ckpt", "--out", "csv1", *flags, "--train-size", "12", "--valid-size", "4",
             "--test-size", "4", "--epochs", "1", "--no-progress", "--no-generation", cwd=world)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -90,3 +90,31 @@ def test_a_too_small_set_says_what_it_has_and_what_to_set(tmp_path):
 def test_verbatim_prompts_are_used_as_written():
     ex = {"question": "The capital of France is", "answer": "Paris", "choices": []}
     assert format_prompt(ex, style="verbatim") == "The capital of France is"
+
+
+def test_sizes_not_given_shrink_to_fit_small_data_and_given_ones_do_not(tmp_path):
+    import jola_lens as jl
+    from jola_lens.tasks.spec import TaskSpec, fit_task_data
+
+    rows = _rows(40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = jl.load_task(rows)
+    assert task.data.sizes == {"train": 26, "valid": 6, "test": 8}
+    assert (task.spec.train_size, task.spec.valid_size, task.spec.test_size) == (26, 6, 8)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DataNote)]
+    assert any("do not fit this data; using train_size 26, valid_size 6, test_size 8" in n for n in notes), notes
+    # the splits are disjoint and use every row
+    ids = [e["id"] for split in (task.data.train, task.data.valid, task.data.test) for e in split]
+    assert len(ids) == len(set(ids)) == 40
+    # a size given is kept: too large is an error naming what fits
+    with pytest.raises(DataError, match=r"40 examples cannot give a test split of 100"):
+        jl.load_task(rows, test_size=100)
+    with pytest.raises(DataError, match=r"validation split is empty"):
+        jl.load_task(rows, test_size=8, train_size=200, valid_size=200)
+    # data big enough for the defaults is untouched: the same splits as the strict loader
+    f = tmp_path / "big.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in _rows(800)) + "\n")
+    spec, td = fit_task_data(TaskSpec(task=str(f)))
+    assert spec == TaskSpec(task=str(f)) and td.sizes == {"train": 200, "valid": 200, "test": 300}
+    assert [e["id"] for e in td.train] == [e["id"] for e in load_task(f, test_size=300).train]
