@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # this workplace's pip configuration names package folders that may not exist; drop those warnings
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast lint demo bench notebooks clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(OFFLINE) $(PY) -m benchmarks.run
+
+# execute the three notebooks (small settings) and render them with their outputs to docs/notebooks/
+notebooks: $(STAMP)
+	$(OFFLINE) $(PY) -m analysis.render_notebooks
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

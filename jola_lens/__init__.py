@@ -28,7 +28,14 @@ Example:
 __version__ = "0.1.0"
 
 import importlib
+import warnings
 from typing import Any
+
+# In a Jupyter kernel without ipywidgets, the first import of ``tqdm.auto`` (by huggingface_hub, when
+# transformers loads) warns "IProgress not found" and then falls back to text progress bars, which is
+# what every bar here uses there anyway: the warning tells a notebook reader nothing, so it is hidden.
+# Only that message is filtered; with ipywidgets installed the bars are widgets.
+warnings.filterwarnings("ignore", message=r"IProgress not found")
 
 # Names are imported on first use (PEP 562), so ``import jola_lens`` and ``jola-lens --help`` do not
 # pay for torch and TransformerLens; ``from jola_lens import X`` works as before.
