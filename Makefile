@@ -43,7 +43,9 @@ demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/jola-lens demo --out $(DEMO_OUT)
 
 bench: $(STAMP)
+	$(PIP) install -q -e ".[bench]" 2>&1 | $(QUIET_PIP)
 	$(OFFLINE) $(PY) -m benchmarks.run
+	$(OFFLINE) $(PY) -m benchmarks.side_by_side
 
 # execute the three notebooks (small settings) and render them with their outputs to docs/notebooks/
 notebooks: $(STAMP)

@@ -164,3 +164,43 @@ def test_child_peak_rss_is_its_own_not_the_parents():
     child_peak = float(p.stdout.strip().splitlines()[-1])
     assert float(big[0]) == 1.0
     assert 0 < child_peak < 500  # the child imported torch, nothing more; ru_maxrss would report > 600
+
+
+# ---- benchmarks.side_by_side (issue 25): structure and arithmetic, never a timing -----------------------
+def test_side_by_side_quick_run_records_what_it_promises(tmp_path):
+    from benchmarks.side_by_side import run
+
+    res = run(quick=True, n=6, rounds=1, batch_size=4, out_dir=tmp_path)
+    assert set(res["gemm"]["shapes"]) == {"d_model x d_mlp", "d_mlp x d_model", "d_model x d_model",
+                                          "d_model x d_vocab"}
+    assert res["gemm"]["peak_gflops"] == max(res["gemm"]["shapes"].values())
+    s = res["scoring"]
+    assert s["n_questions"] == 6 and s["flops"] > 0 and len(s["jola_lens"]["acc_picks"]) == 6
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        assert s["lm_eval"] is False and "lm-eval not installed" in (tmp_path / "side_by_side.md").read_text()
+    else:  # the same checkpoint and prompts through lm-evaluation-harness: the same picks
+        assert s["same_picks"] is True and s["max_abs_score_diff"] < 1e-3
+    g = res["generation"]
+    # jola_lens's KV-cache greedy decoding and transformers' generate make the same 16 tokens
+    assert g["identical_tokens"] is True and g["rows_identical"] == g["n_prompts"] == 6
+    saved = json.loads((tmp_path / "side_by_side.json").read_text())
+    assert saved["scoring"]["flops"] == s["flops"]
+
+
+def test_flop_count_of_scoring_is_written_out():
+    from types import SimpleNamespace
+
+    from benchmarks.side_by_side import block_params, forward_flops, scoring_flops
+
+    cfg = SimpleNamespace(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=8, d_model=32, d_mlp=48,
+                          d_vocab=50, gated_mlp=True)
+    per_layer = 32 * 8 * (2 * 4 + 2 * 2) + 32 * 48 * 3
+    assert block_params(cfg) == 2 * per_layer
+    # a prompt of 3 tokens and two options of 2 and 1 tokens: segments (3, 0), (1, 3), (0, 3); 3 reads
+    expect = (3 + 1) * 2 * block_params(cfg)
+    expect += 4 * 2 * 4 * 8 * ((3 * 0 + 3 * 4 // 2) + (1 * 3 + 1))
+    expect += 2 * 32 * 50 * 3
+    assert scoring_flops(cfg, [[1, 2, 3]], [[[4, 5], [6]]]) == expect
+    assert forward_flops(cfg, [(3, 0)], 0) == 3 * 2 * block_params(cfg) + 4 * 2 * 4 * 8 * 6
