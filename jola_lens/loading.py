@@ -115,6 +115,55 @@ def _digest_tensors(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def _read_tl_cache_into(model: Any, path: Path) -> str:
+    """Read one of our TransformerLens caches tensor by tensor straight into the model's own parameters and
+    buffers (no second copy of the weights in memory at any time); returns its content digest, the same as
+    :func:`safetensors_digest`. A tensor the model lacks, or of another shape or dtype, or a short file:
+    :class:`_CacheDamaged`.
+
+    ``safetensors.torch.load_file`` + ``load_state_dict(assign=True)`` kept the file's memory map alive
+    behind every weight, and the kernel-layout copies then sat beside it: about 600 MB more resident
+    memory for SmolLM2 than the weights themselves.
+    """
+    import struct
+
+    targets = model.state_dict()
+    totals: dict[str, str] = {}
+    with open(path, "rb") as f:
+        try:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        except (struct.error, ValueError, UnicodeDecodeError):
+            raise _CacheDamaged(f"{path.name} has no readable header") from None
+        base = 8 + n
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype, shape = _ST_DTYPES.get(info.get("dtype")), tuple(info.get("shape", ()))
+            dest = targets.get(name)
+            if dest is None or dest.dtype != dtype or tuple(dest.shape) != shape or not dest.is_contiguous():
+                raise _CacheDamaged(f"{path.name}: {name} does not fit the model")
+            start, end = info["data_offsets"]
+            raw = dest.view(-1).view(torch.uint8) if dest.numel() else dest.new_empty(0, dtype=torch.uint8)
+            if end - start != raw.numel():
+                raise _CacheDamaged(f"{path.name}: {name} has {end - start} bytes, expected {raw.numel()}")
+            f.seek(base + start)
+            if raw.numel() and f.readinto(raw.numpy()) != raw.numel():
+                raise _CacheDamaged(f"{path.name} is truncated (at {name})")
+            words = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dest.element_size()]
+            total = int(dest.view(words).sum(dtype=torch.int64)) if dest.numel() else 0
+            totals[name] = f"{name}|{dest.dtype}|{shape}|{total};"
+    h = hashlib.sha256()
+    for name in sorted(totals):
+        h.update(totals[name].encode())
+    return h.hexdigest()
+
+
 def _check_digest(path: Path, recorded: str | None) -> None:
     if recorded is None:
         return
@@ -322,20 +371,14 @@ def load_hf_dir(
     owned = (path / "jola_lens_cache.json").is_file()
     loaded = False
     if owned and tl_cache.is_file():
-        from safetensors.torch import load_file
-
         try:  # verified against the digest written with it: a damaged cache is rebuilt, never used
-            try:
-                tensors = load_file(str(tl_cache))
-            except Exception as e:  # safetensors' own error types (truncated file, bad header)
-                raise _CacheDamaged(f"{tl_cache.name} is unreadable ({type(e).__name__})") from None
+            with torch.no_grad():
+                digest = _read_tl_cache_into(model, tl_cache)
             recorded = _read_json(_digest_file(tl_cache)).get("digest")
-            digest = _digest_tensors(tensors)
             if recorded is None:  # a cache from before digests: recorded now, checked from the next load on
                 _write_digest(tl_cache, digest)
             elif digest != recorded:
                 raise _CacheDamaged(f"{tl_cache.name} does not match the digest recorded when it was written")
-            model.load_state_dict(tensors, strict=False, assign=True)
             loaded = True
         except _CacheDamaged as e:
             _cache_note(tl_cache, str(e))

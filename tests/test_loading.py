@@ -155,6 +155,30 @@ def test_a_damaged_converted_cache_is_rebuilt_with_a_note(tmp_path, capsys, dama
     assert "damaged" not in capsys.readouterr().err
 
 
+def test_the_cache_is_read_straight_into_the_models_own_weights(tmp_path):
+    # tensor by tensor into each parameter's own memory (no file map kept behind the weights), with the
+    # same digest as safetensors_digest and the same values as safetensors' own reader
+    from safetensors.torch import load_file
+
+    from jola_lens.loading import _read_tl_cache_into, safetensors_digest
+
+    d = _owned_cache(tmp_path)
+    first = load_model(d, kernel_layout=False)  # converts and writes the cache
+    cache = d / "tl_state_float32.safetensors"
+    fresh = load_model(d, kernel_layout=False)  # read from the cache
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+        assert _read_tl_cache_into(fresh, cache) == safetensors_digest(cache)
+    stored = load_file(str(cache))
+    for name, t in fresh.state_dict().items():
+        assert torch.equal(t, stored[name]), name
+    for (n, p), (_, q) in zip(first.named_parameters(), fresh.named_parameters()):
+        assert torch.equal(p, q), n
+    storages = {p.untyped_storage().data_ptr() for p in fresh.parameters()}
+    assert len(storages) == len(list(fresh.parameters()))
+
+
 def test_a_damaged_own_checkpoint_is_rebuilt_by_its_maker(tmp_path, capsys):
     from jola_lens.loading import _load_cached
 
