@@ -10,9 +10,10 @@ the table. In one process, on the same checkpoint and the same prompts:
 1. **GEMM peak**: fp32 ``torch.mm`` at the model's own shapes (512 rows times d_model x d_mlp, d_mlp x
    d_model, d_model x d_model, d_model x d_vocab), the same thread count; the best GFLOP/s is the peak.
 2. **Option scoring** of the demo's test questions (the bundled ARC-Easy sample, the demo's prompts and
-   option texts): jola_lens (:func:`jola_lens.eval.choice_likelihood_predict` on the HookedTransformer,
-   batch 16) against lm-evaluation-harness's ``HFLM.loglikelihood`` on the Hugging Face model of the
-   same weights (batch 16), interleaved round by round. The picks must agree (``acc`` and ``acc_norm``);
+   option texts, tokenised once by :func:`jola_lens.eval.scoring.encode_continuations`): jola_lens
+   (:func:`jola_lens.eval.score_token_continuations` on the HookedTransformer, batch 16) against
+   lm-evaluation-harness's ``HFLM._loglikelihood_tokens`` on the Hugging Face model of the same weights
+   and the same token ids (batch 16), interleaved round by round. The picks must agree (``acc`` and ``acc_norm``);
    examples/s are compared. The FLOP count is the model work jola_lens does: each prompt once, each
    option's tokens but the last on top of it, and the unembedding of every position read
    (``2 * params * tokens`` for the matrix products of the blocks, ``4 * n_layers * d_model * ctx`` per
@@ -124,20 +125,23 @@ def tiny_questions(n: int) -> tuple[list[str], list[list[str]], list[int]]:
     return prompts, choices, [i % 4 for i in range(n)]
 
 
-def lm_eval_scores(hf_model: Any, tokenizer: Any, prompts: list[str], choices: list[list[str]],
+def lm_eval_scores(hf_model: Any, tokenizer: Any, prompt_ids: list[list[int]], cont_ids: list[list[list[int]]],
                    batch_size: int) -> list[list[float]]:
-    """lm-evaluation-harness's log-likelihood of each (prompt, option) pair."""
-    from lm_eval.api.instance import Instance
+    """lm-evaluation-harness's log-likelihood of each (prompt, option) pair, on the same token ids as ours.
+
+    ``HFLM._loglikelihood_tokens`` is the harness's scoring (its batching, its forward, its log-softmax);
+    its string front end (``loglikelihood``) would first move a prompt's trailing whitespace into the
+    continuation (the chat prompts end in a newline), which scores another pair."""
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=hf_model, tokenizer=tokenizer, batch_size=batch_size, device="cpu", dtype="float32")
     reqs, owners = [], []
-    for i, (p, cs) in enumerate(zip(prompts, choices)):
+    for i, (p, cs) in enumerate(zip(prompt_ids, cont_ids)):
         for j, c in enumerate(cs):
-            reqs.append(Instance(request_type="loglikelihood", doc={}, arguments=(p, c), idx=j))
+            reqs.append((("", ""), list(p), list(c)))
             owners.append((i, j))
-    res = lm.loglikelihood(reqs, disable_tqdm=True)
-    out = [[0.0] * len(cs) for cs in choices]
+    res = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+    out = [[0.0] * len(cs) for cs in cont_ids]
     for (i, j), (ll, _greedy) in zip(owners, res):
         out[i][j] = float(ll)
     return out
@@ -151,7 +155,7 @@ def picks(scores: list[list[float]], choices: list[list[str]]) -> tuple[list[int
 
 def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[list[str]], gold: list[int],
                   rounds: int, batch_size: int) -> dict[str, Any]:
-    from jola_lens.eval import score_continuations
+    from jola_lens.eval import score_token_continuations
     from jola_lens.eval.scoring import encode_continuations
 
     have_lm_eval = True
@@ -159,6 +163,7 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
         import lm_eval  # noqa: F401
     except ImportError:
         have_lm_eval = False
+    p_ids, c_ids = encode_continuations(model.tokenizer, prompts, choices)  # the same tokens for both
     times: dict[str, list[float]] = {"jola_lens": [], "lm_eval": []}
     scores: dict[str, list[list[float]]] = {}
     with torch.inference_mode():
@@ -168,16 +173,14 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
                 if name == "lm_eval" and not have_lm_eval:
                     continue
                 if name == "jola_lens":
-                    t, s = _median_time(lambda: score_continuations(model, prompts, choices, batch_size=batch_size))
+                    t, s = _median_time(lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size))
                 else:
-                    t, s = _median_time(lambda: lm_eval_scores(hf_model, model.tokenizer, prompts, choices,
-                                                               batch_size))
+                    t, s = _median_time(lambda: lm_eval_scores(hf_model, model.tokenizer, p_ids, c_ids, batch_size))
                 times[name].append(t)
                 scores[name] = s
                 _log(f"round {r + 1}: {name} {len(prompts) / t:.2f} examples/s ({t:.1f} s)")
     n = len(prompts)
     out: dict[str, Any] = {"n_questions": n, "batch_size": batch_size, "rounds": rounds, "lm_eval": have_lm_eval}
-    p_ids, c_ids = encode_continuations(model.tokenizer, prompts, choices)
     out["flops"] = scoring_flops(model.cfg, p_ids, c_ids)
     for name, ts in times.items():
         if not ts:
@@ -216,8 +219,14 @@ def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int,
         for b, p in enumerate(ids):
             tokens[b, width - len(p):] = torch.tensor(p)
             mask[b, width - len(p):] = 1
-        out = hf_model.generate(input_ids=tokens, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
-                                min_new_tokens=new_tokens, pad_token_id=pad, use_cache=True)
+        # EOS off on both sides without suppressing it (min_new_tokens would ban EOS and change the text)
+        saved = hf_model.generation_config.eos_token_id
+        hf_model.generation_config.eos_token_id = None
+        try:
+            out = hf_model.generate(input_ids=tokens, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
+                                    pad_token_id=pad, use_cache=True, eos_token_id=None)
+        finally:
+            hf_model.generation_config.eos_token_id = saved
         return [row[width:].tolist() for row in out]
 
     times: dict[str, list[float]] = {"jola_lens": [], "hf_generate": []}
