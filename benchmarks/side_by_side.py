@@ -180,7 +180,8 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
                 scores[name] = s
                 _log(f"round {r + 1}: {name} {len(prompts) / t:.2f} examples/s ({t:.1f} s)")
     n = len(prompts)
-    out: dict[str, Any] = {"n_questions": n, "batch_size": batch_size, "rounds": rounds, "lm_eval": have_lm_eval}
+    out: dict[str, Any] = {"n_questions": n, "batch_size": batch_size, "rounds": rounds,
+                           "lm_eval_installed": have_lm_eval}
     out["flops"] = scoring_flops(model.cfg, p_ids, c_ids)
     for name, ts in times.items():
         if not ts:
@@ -290,7 +291,7 @@ def run(quick: bool, n: int, rounds: int, batch_size: int, out_dir: Path) -> dic
         res["generation"] = bench_generation(model, hf_model, prompts[:16], rounds, 16)
     peak = res["gemm"]["peak_gflops"]
     for name in ("jola_lens", "lm_eval"):
-        if name in res["scoring"]:
+        if isinstance(res["scoring"].get(name), dict):
             res["scoring"][name]["share_of_peak"] = round(res["scoring"][name]["gflops"] / peak, 3) if peak else None
     res["load_avg_end"] = os.getloadavg()
     res["seconds"] = round(time.time() - started, 1)
@@ -309,7 +310,7 @@ def render(res: dict[str, Any]) -> str:
              f"| GEMM peak, fp32 at the model's shapes ({gm['rows']} rows) | {gm['peak_gflops']} GFLOP/s | "
              f"{', '.join(f'{k}: {v}' for k, v in gm['shapes'].items())} | - |"]
     ours = s["jola_lens"]
-    if s.get("lm_eval"):
+    if s["lm_eval_installed"]:
         th = s["lm_eval"]
         lines.append(f"| option scoring, {s['n_questions']} questions, batch {s['batch_size']}: examples/s | "
                      f"{ours['examples_per_s']} | lm-eval HFLM {th['examples_per_s']} | {s['speed_ratio']}x |")
@@ -321,7 +322,7 @@ def render(res: dict[str, Any]) -> str:
                      "lm-eval not installed | - |")
     lines.append(f"| option scoring: achieved GFLOP/s (FLOPs {s['flops'] / 1e9:.1f} G) and share of the GEMM peak | "
                  f"{ours['gflops']} ({ours['share_of_peak'] or 0:.0%}) | "
-                 + (f"lm-eval on the same FLOP count: {s['lm_eval']['gflops']}" if s.get("lm_eval") else "-")
+                 + (f"lm-eval on the same FLOP count: {s['lm_eval']['gflops']}" if s["lm_eval_installed"] else "-")
                  + " | - |")
     lines.append(f"| greedy generation, {g['n_prompts']} prompts x {g['new_tokens']} tokens: tokens/s | "
                  f"{g['jola_lens']['tokens_per_s']} | HF generate {g['hf_generate']['tokens_per_s']} | "

@@ -177,9 +177,10 @@ def test_side_by_side_quick_run_records_what_it_promises(tmp_path):
     try:
         import lm_eval  # noqa: F401
     except ImportError:
-        assert s["lm_eval"] is False and "lm-eval not installed" in (tmp_path / "side_by_side.md").read_text()
+        assert s["lm_eval_installed"] is False and "lm_eval" not in s
+        assert "lm-eval not installed" in (tmp_path / "side_by_side.md").read_text()
     else:  # the same checkpoint and prompts through lm-evaluation-harness: the same picks
-        assert s["same_picks"] is True and s["max_abs_score_diff"] < 1e-3
+        assert s["lm_eval_installed"] is True and s["same_picks"] is True and s["max_abs_score_diff"] < 1e-3
     g = res["generation"]
     # jola_lens's KV-cache greedy decoding and transformers' generate make the same 16 tokens
     assert g["identical_tokens"] is True and g["rows_identical"] == g["n_prompts"] == 6
