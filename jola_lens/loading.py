@@ -105,14 +105,23 @@ def safetensors_digest(path: str | Path) -> str:
     return _digest_tensors(tensors)
 
 
-def _digest_tensors(tensors: dict[str, torch.Tensor]) -> str:
+def _digest_entry(name: str, t: torch.Tensor) -> str:
+    """One tensor's part of the content digest: name, dtype, shape and the 64-bit sum of its raw words."""
+    t = t.contiguous()
+    words = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    total = int(t.view(words).sum(dtype=torch.int64)) if t.numel() else 0
+    return f"{name}|{t.dtype}|{tuple(t.shape)}|{total};"
+
+
+def _digest_of(entries: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        words = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-        total = int(t.view(words).sum(dtype=torch.int64)) if t.numel() else 0
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{total};".encode())
+    for name in sorted(entries):
+        h.update(entries[name].encode())
     return h.hexdigest()
+
+
+def _digest_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    return _digest_of({name: _digest_entry(name, t) for name, t in tensors.items()})
 
 
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -133,7 +142,7 @@ def _read_tl_cache_into(model: Any, path: Path) -> str:
     import struct
 
     targets = model.state_dict()
-    totals: dict[str, str] = {}
+    entries: dict[str, str] = {}
     with open(path, "rb") as f:
         try:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -155,13 +164,8 @@ def _read_tl_cache_into(model: Any, path: Path) -> str:
             f.seek(base + start)
             if raw.numel() and f.readinto(raw.numpy()) != raw.numel():
                 raise _CacheDamaged(f"{path.name} is truncated (at {name})")
-            words = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dest.element_size()]
-            total = int(dest.view(words).sum(dtype=torch.int64)) if dest.numel() else 0
-            totals[name] = f"{name}|{dest.dtype}|{shape}|{total};"
-    h = hashlib.sha256()
-    for name in sorted(totals):
-        h.update(totals[name].encode())
-    return h.hexdigest()
+            entries[name] = _digest_entry(name, dest)
+    return _digest_of(entries)
 
 
 def _check_digest(path: Path, recorded: str | None) -> None:
