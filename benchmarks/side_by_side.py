@@ -101,10 +101,23 @@ def scoring_flops(cfg: Any, prompt_ids: list[list[int]], cont_ids: list[list[lis
 
 
 # ---- the workloads -------------------------------------------------------------------------------------
-def _median_time(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+def _interleaved_keeping_results(fns: dict[str, Callable[[], Any]], rounds: int
+                                 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """:func:`benchmarks.run.interleaved` (order flipping each round; no warm-up, every call here is long),
+    keeping each variant's last result for the agreement checks."""
+    from benchmarks.run import interleaved
+
+    results: dict[str, Any] = {}
+
+    def keep(name: str, fn: Callable[[], Any]) -> Callable[[int], None]:
+        def call(r: int) -> None:
+            results[name] = fn()
+        return call
+
+    times = interleaved({n: keep(n, f) for n, f in fns.items()}, repeats=rounds, warmup=0)
+    for n, ts in times.items():
+        _log(f"{n}: {', '.join(f'{t:.1f}' for t in ts)} s per round")
+    return times, results
 
 
 def demo_questions(model: Any, n: int) -> tuple[list[str], list[list[str]], list[int]]:
@@ -164,28 +177,17 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
     except ImportError:
         have_lm_eval = False
     p_ids, c_ids = encode_continuations(model.tokenizer, prompts, choices)  # the same tokens for both
-    times: dict[str, list[float]] = {"jola_lens": [], "lm_eval": []}
-    scores: dict[str, list[list[float]]] = {}
+    fns: dict[str, Callable[[], Any]] = {
+        "jola_lens": lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size)}
+    if have_lm_eval:
+        fns["lm_eval"] = lambda: lm_eval_scores(hf_model, model.tokenizer, p_ids, c_ids, batch_size)
     with torch.inference_mode():
-        for r in range(rounds):
-            order = ["jola_lens", "lm_eval"] if r % 2 == 0 else ["lm_eval", "jola_lens"]
-            for name in order:
-                if name == "lm_eval" and not have_lm_eval:
-                    continue
-                if name == "jola_lens":
-                    t, s = _median_time(lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size))
-                else:
-                    t, s = _median_time(lambda: lm_eval_scores(hf_model, model.tokenizer, p_ids, c_ids, batch_size))
-                times[name].append(t)
-                scores[name] = s
-                _log(f"round {r + 1}: {name} {len(prompts) / t:.2f} examples/s ({t:.1f} s)")
+        times, scores = _interleaved_keeping_results(fns, rounds)
     n = len(prompts)
     out: dict[str, Any] = {"n_questions": n, "batch_size": batch_size, "rounds": rounds,
                            "lm_eval_installed": have_lm_eval}
     out["flops"] = scoring_flops(model.cfg, p_ids, c_ids)
     for name, ts in times.items():
-        if not ts:
-            continue
         med = statistics.median(ts)
         acc, norm = picks(scores[name], choices)
         out[name] = {"seconds": [round(t, 2) for t in ts], "median_s": round(med, 2),
@@ -230,16 +232,8 @@ def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int,
             hf_model.generation_config.eos_token_id = saved
         return [row[width:].tolist() for row in out]
 
-    times: dict[str, list[float]] = {"jola_lens": [], "hf_generate": []}
-    texts: dict[str, list[list[int]]] = {}
     with torch.inference_mode():
-        for r in range(rounds):
-            order = [("jola_lens", ours), ("hf_generate", hf)]
-            for name, fn in (order if r % 2 == 0 else order[::-1]):
-                t, toks = _median_time(fn)
-                times[name].append(t)
-                texts[name] = toks
-                _log(f"round {r + 1}: {name} {len(ids) * new_tokens / t:.1f} tokens/s ({t:.1f} s)")
+        times, texts = _interleaved_keeping_results({"jola_lens": ours, "hf_generate": hf}, rounds)
     out: dict[str, Any] = {"n_prompts": len(ids), "new_tokens": new_tokens, "rounds": rounds}
     for name, ts in times.items():
         med = statistics.median(ts)
