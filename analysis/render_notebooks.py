@@ -75,12 +75,15 @@ def source_digest(path: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _write_kernelspec(jupyter_dir: Path) -> None:
-    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
+def write_kernelspec(jupyter_dir: Path, name: str = KERNEL_NAME,
+                     display_name: str = "Python (jola_lens render)") -> None:
+    """A Jupyter kernelspec ``name`` under ``jupyter_dir`` (put it on ``JUPYTER_PATH``) that starts a kernel of
+    *this* interpreter, so notebooks run against the installed jola_lens (also used by the notebook tests)."""
+    spec_dir = jupyter_dir / "kernels" / name
     spec_dir.mkdir(parents=True, exist_ok=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (jola_lens render)",
+        "display_name": display_name,
         "language": "python",
     }))
 
@@ -120,7 +123,7 @@ def render(name: str, out_dir: Path = DOCS_DIR, runs_dir: Path | None = None) ->
     digest = source_digest(path)
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as jupyter_dir:
-        _write_kernelspec(Path(jupyter_dir))
+        write_kernelspec(Path(jupyter_dir))
         env = {
             "JUPYTER_PATH": jupyter_dir, "JOLA_NB_SMALL": "1", "PLOTLY_RENDERER": "plotly_mimetype",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

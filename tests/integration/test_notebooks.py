@@ -16,9 +16,7 @@ a hung cell still fails after ``CELL_TIMEOUT_S``.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -65,14 +63,10 @@ def notebook_env(tmp_path_factory):
     """Environment of the kernels: our kernelspec, small settings, a shared output folder."""
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
+    from analysis.render_notebooks import write_kernelspec
+
     jupyter_dir = tmp_path_factory.mktemp("jupyter")
-    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (jola_lens tests)",
-        "language": "python",
-    }))
+    write_kernelspec(jupyter_dir, KERNEL_NAME, "Python (jola_lens tests)")
     out_dir = tmp_path_factory.mktemp("notebook_runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(jupyter_dir))
