@@ -93,7 +93,7 @@ def load_task_data(spec: TaskSpec) -> _splits.TaskData:
         train, valid, test = (_io.load_examples(folder / f"{s}.jsonl") for s in ("train", "valid", "test"))
         cut = lambda xs, n: xs if n is None or n >= len(xs) else _splits.sample_subset(xs, n, seed=spec.seed)  # noqa: E731
         return _splits.TaskData(train=cut(train, spec.train_size), valid=cut(valid, spec.valid_size),
-                          test=cut(test, spec.test_size), name="ARC-Easy (bundled sample)")
+                                test=cut(test, spec.test_size), name="ARC-Easy (bundled sample)")
     return _splits.load_task(
         spec.task, data_root=spec.data_root, train_size=spec.train_size, valid_size=spec.valid_size,
         test_size=spec.test_size, seed=spec.seed, test_seed=spec.test_seed, fields=spec.fields,
@@ -136,7 +136,9 @@ def fit_sizes(load: Callable[[TaskSpec], _splits.TaskData], spec: TaskSpec,
             continue
         if tried != spec:
             used = ", ".join(f"{k} {getattr(tried, k)}" for k in SIZE_FIELDS if getattr(tried, k) != getattr(spec, k))
-            note(f"{spec.task}: the default sizes (train 200, validation 200, test 300) do not fit this data; "
-                 f"using {used} (set --train-size / --valid-size / --test-size to choose)")
+            d = {f.name: f.default for f in dataclasses.fields(TaskSpec)}
+            note(f"{spec.task}: the default sizes (train {d['train_size']}, validation {d['valid_size']}, test "
+                 f"{d['test_size']}) do not fit this data; using {used} (set --train-size / --valid-size / "
+                 "--test-size to choose)")
         return tried, data
     return tried, load(tried)
