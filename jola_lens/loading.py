@@ -457,7 +457,7 @@ def _write_digest(tl_cache: Path, digest: str) -> None:
 
 def _check_tokenizer(model: Any) -> None:
     tok = model.tokenizer
-    if tok.pad_token is None:
+    if tok is not None and tok.pad_token is None:
         tok.pad_token = tok.eos_token
 
 
@@ -524,23 +524,75 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     verbose: bool = True,
     kernel_layout: bool = True,
+    backend: str = "hooked",
 ):
-    """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model.
+    """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model (``backend="hooked"``),
+    or as the plain HF model with the same hook points (``backend="hf"``, :mod:`jola_lens.backends.hf`).
 
     Args:
         name_or_path: ``"smollm2"`` (bundled default), a local HF checkpoint directory,
-            a ``.gguf`` file, or a TransformerLens official model name.
+            a ``.gguf`` file, or a TransformerLens official model name (``hooked``) / a hub name (``hf``).
         device: torch device string.
         dtype: parameter dtype (fp32 by default: JoLA trains in fp32 on CPU).
         verbose: print one line when a slow one-time conversion happens.
         kernel_layout: store weights in the layout TransformerLens's kernels read (see
-            :func:`use_kernel_layout`; same outputs, faster forward passes).
+            :func:`use_kernel_layout`; same outputs, faster forward passes; ``hooked`` only).
+        backend: ``"hooked"`` (TransformerLens's HookedTransformer, the default) or ``"hf"``
+            (no conversion; also the families TransformerLens does not convert, such as GPT-2 and
+            GPT-NeoX). The same edit gives the same logits on both.
 
     Raises:
         ModelLoadError: with a message that says what failed and how to fix it.
     """
+    from .backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "hf":
+        return _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose)
     model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
     return use_kernel_layout(model) if kernel_layout else model
+
+
+def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool):
+    from .backends.hf import FAMILIES, load_hf_backend
+
+    name = "smollm2" if name_or_path is None else str(name_or_path)
+    model_name = None
+    if name.lower() in BUNDLED_NAMES:
+        path, model_name = bundled_checkpoint_dir(verbose), BUNDLED_MODEL_NAME
+    else:
+        path = Path(name).expanduser()
+        if path.suffix == ".gguf":
+            path, model_name = dequantise_gguf(path, verbose=verbose), path.stem
+        elif not path.exists():
+            path = None
+        elif not path.is_dir():
+            raise ModelLoadError(f"{path} is neither a checkpoint directory nor a .gguf file")
+    if path is not None:
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ModelLoadError(f"{path}: no config.json (not a Hugging Face checkpoint folder)")
+        model_type = _read_json(cfg_file).get("model_type", "")
+        if model_type not in FAMILIES:
+            raise ModelLoadError(f"{path}: model type {model_type!r} is not supported by the hf backend; "
+                                 f"supported: {', '.join(sorted(FAMILIES))}")
+    try:
+        model = load_hf_backend(path if path is not None else name, device=device, dtype=dtype,
+                                model_name=model_name)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        if path is not None:
+            raise ModelLoadError(f"could not load {path} with transformers ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200]})") from e
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = "the hub is not reachable (HF_HUB_OFFLINE=1)" if offline else "the download failed"
+        raise ModelLoadError(f"could not load {name!r}: it is not a local folder or .gguf file, and as a hub name "
+                             f"{hint} ({type(e).__name__}). Use the bundled model ('smollm2') or a local "
+                             "checkpoint directory.") from e
+    _check_tokenizer(model)
+    return model
 
 
 def _load_any(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool):

@@ -14,16 +14,41 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["save_tiny_checkpoint", "write_task"]
+__all__ = ["TINY_FAMILIES", "save_tiny_checkpoint", "write_task"]
 
 
-def save_tiny_checkpoint(directory, seed: int = 0, n_layers: int = 2):
-    """A tiny random Llama checkpoint (HF folder, word-level tokenizer over a few English words)."""
+#: model_type -> the config fields of its tiny random checkpoint (besides vocabulary and layer count)
+TINY_FAMILIES: dict[str, dict] = {
+    "llama": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=256),
+    "mistral": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=256, sliding_window=None),
+    "qwen2": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=256, use_sliding_window=False),
+    "gemma": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                  max_position_embeddings=256, hidden_activation="gelu_pytorch_tanh"),
+    "gemma2": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                   max_position_embeddings=256, sliding_window=128, query_pre_attn_scalar=8,
+                   hidden_activation="gelu_pytorch_tanh"),
+    "phi3": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=256, original_max_position_embeddings=256, sliding_window=None),
+    "olmo2": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=256),
+    "gpt2": dict(n_embd=32, n_head=4, n_inner=48, n_positions=256),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, max_position_embeddings=256),
+}
+
+
+def save_tiny_checkpoint(directory, seed: int = 0, n_layers: int = 2, family: str = "llama"):
+    """A tiny random checkpoint of ``family`` (a :data:`TINY_FAMILIES` model type; Llama by default):
+    an HF folder with a word-level tokenizer over a few English words."""
     from pathlib import Path
 
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"no tiny checkpoint for {family!r}; families: {', '.join(TINY_FAMILIES)}")
     words = ("question answer is the a b c d yes no what which true false of to and options 1 2 3 4 "
              "red blue green sky sea : ? . , ( ) A B C D").split()
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
@@ -31,9 +56,10 @@ def save_tiny_checkpoint(directory, seed: int = 0, n_layers: int = 2):
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
-    cfg = AutoConfig.for_model("llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=48,
-                               num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                               max_position_embeddings=256)
+    eos = vocab["<eos>"]
+    layers = {"n_layer": n_layers} if family == "gpt2" else {"num_hidden_layers": n_layers}
+    cfg = AutoConfig.for_model(family, vocab_size=len(vocab), bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+                               **layers, **TINY_FAMILIES[family])
     torch.manual_seed(seed)
     d = Path(directory)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(d)

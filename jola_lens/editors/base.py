@@ -97,7 +97,8 @@ def weight_fingerprint(model: Any, per_tensor: int = 16) -> list[float]:
     """``per_tensor`` evenly spaced values of each of :data:`FINGERPRINT_TENSORS` (those the model
     has), as float32 numbers: two different checkpoints of one architecture differ in all of them,
     the same checkpoint loaded from another path or device in none."""
-    params = dict(model.named_parameters())
+    own = getattr(model, "fingerprint_params", None)  # a backend whose weights have other names (hf)
+    params = own() if callable(own) else dict(model.named_parameters())
     last = model.cfg.n_layers - 1
     out: list[float] = []
     for name in FINGERPRINT_TENSORS:
@@ -131,6 +132,9 @@ def strip_hooks(model: Any) -> None:
         for attr in ("fwd_hooks", "bwd_hooks"):
             if isinstance(getattr(m, attr, None), list):
                 setattr(m, attr, [])
+    rewire = getattr(model, "rewire", None)  # the hf backend feeds its hook points from torch hooks
+    if callable(rewire):
+        rewire()
 
 
 #: the identity fields that must agree for the saved tensors to fit at all
@@ -199,6 +203,9 @@ class PromptPositions:
     def _pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
         self.attention_mask = kwargs.get("attention_mask")
         cache = kwargs.get("past_kv_cache")
+        if cache is not None and hasattr(cache, "get_seq_length"):  # the hf backend's cache
+            self.continuation = cache.get_seq_length() > 0
+            return
         entries = getattr(cache, "entries", None) if cache is not None else None
         self.continuation = bool(entries) and entries[0].past_keys.shape[1] > 0
 

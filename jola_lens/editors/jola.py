@@ -204,6 +204,19 @@ class JoLAModel(Editor):
 
     @torch.no_grad()
     def _merge_into(self, target: Any) -> None:
+        from ..backends import backend_of
+
+        if backend_of(target) == "hf":
+            from ..backends.hf import fold_head_edit, fold_mlp_edit
+
+            for site, e in self.edits.items():
+                scale, shift = e.scale_and_shift()
+                for layer in e.layers:
+                    if site == "attn":
+                        fold_head_edit(target, layer, scale[layer], shift[layer])
+                    else:
+                        fold_mlp_edit(target, layer, scale[layer, 0], shift[layer, 0])
+            return
         for site, e in self.edits.items():
             scale, shift = e.scale_and_shift()
             for layer in e.layers:

@@ -116,5 +116,6 @@ def _prefill(hooked: Any, prompts: list[list[int]], pad_token_id: int) -> tuple[
     for b, p in enumerate(prompts):
         tokens[b, width - len(p) :] = torch.tensor(p)
         mask[b, width - len(p) :] = 1
-    cache = _kv_cache_class().init_cache(hooked.cfg, device, n)
+    own = getattr(hooked, "init_kv_cache", None)  # the hf backend's cache
+    cache = own(n) if callable(own) else _kv_cache_class().init_cache(hooked.cfg, device, n)
     return cache, _residual(hooked, tokens.to(device), mask.to(device), cache)

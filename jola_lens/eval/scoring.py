@@ -223,12 +223,15 @@ def _score_sharing_prompt(
     scores = [first_lp[b, conts[b][j][0]].double() for b, j in row_of]
     if cwidth > 0:
         rows = torch.tensor([b for b, _ in row_of], device=device)
-        expanded = dataclasses.replace(
-            cache,
-            entries=[dataclasses.replace(e, past_keys=e.past_keys[rows], past_values=e.past_values[rows])
-                     for e in cache.entries],
-            previous_attention_mask=cache.previous_attention_mask[rows.to(cache.previous_attention_mask.device)],
-        )
+        if hasattr(cache, "select_rows"):  # the hf backend's cache
+            expanded = cache.select_rows(rows)
+        else:
+            expanded = dataclasses.replace(
+                cache,
+                entries=[dataclasses.replace(e, past_keys=e.past_keys[rows], past_values=e.past_values[rows])
+                         for e in cache.entries],
+                previous_attention_mask=cache.previous_attention_mask[rows.to(cache.previous_attention_mask.device)],
+            )
         expanded.freeze()
         feed = torch.zeros(len(row_of), cwidth, dtype=torch.long)
         feed_mask = torch.zeros(len(row_of), cwidth, dtype=torch.long)
