@@ -351,7 +351,9 @@ class HFHookedModel(HookedRootModule):
                 handle.remove()
         if past_kv_cache is not None and out is not None:
             if past_kv_cache.frozen:
-                past_kv_cache.hf.crop(past)
+                added = past_kv_cache.hf.get_seq_length() - past
+                if added > 0:  # a negative crop removes that many tokens (transformers 4.x and 5.x)
+                    past_kv_cache.hf.crop(-added)
             else:
                 past_kv_cache.previous_attention_mask = full
         if stop_at_layer is not None:

@@ -24,6 +24,8 @@ from typing import Any, ContextManager, Iterator, Protocol, Union, runtime_check
 import torch
 from transformer_lens import HookedTransformer
 
+from ..backends.hf import HFHookedModel
+
 __all__ = ["EditorLike", "ModelLike", "applied_model", "base_model", "is_edit_wrapper", "is_editor", "prepare_model",
            "prepends_bos", "scoring_target"]
 
@@ -78,11 +80,13 @@ class EditorLike(Protocol, metaclass=_EditorLikeMeta):
         ...
 
 
-#: What the evaluation functions take: a bare HookedTransformer or any editor.
-ModelLike = Union[HookedTransformer, EditorLike]
+#: What the evaluation functions take: a bare HookedTransformer, a model of the hf backend, or any editor.
+ModelLike = Union[HookedTransformer, HFHookedModel, EditorLike]
+#: A model of one backend (what an editor's ``.model`` is).
+BaseModel = Union[HookedTransformer, HFHookedModel]
 
 
-def scoring_target(model: ModelLike) -> tuple[HookedTransformer, ContextManager[HookedTransformer]]:
+def scoring_target(model: ModelLike) -> tuple[BaseModel, ContextManager[BaseModel]]:
     """The HookedTransformer to call for ``model``, and a context that makes it ready.
 
     An editor (:func:`is_editor`) gives its ``.model``; its context switches the editor to eval

@@ -1,0 +1,153 @@
+"""The backends (issue 23): the same edit on TransformerLens's HookedTransformer and on the plain HF model.
+
+On tiny random checkpoints of every family the hf backend knows (saved by the test, no downloads):
+the hook input is the HF output-projection input; with no hooks the hf backend's logits are the HF
+model's own; where TransformerLens converts the family, ``hook_z`` and the logits equal the hooked
+backend's, also with the same JoLA edit attached, and a few training steps from one seed give the
+same edits; ``merge()`` on the hf backend equals the hooked-in edit; scoring and greedy generation
+(KV cache) agree across backends.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jola_lens import JoLAModel
+from jola_lens.editors import get_editor
+from jola_lens.loading import ModelLoadError, load_model
+from jola_lens.testing import TINY_FAMILIES, save_tiny_checkpoint
+from jola_lens.train import TrainConfig
+from tests.helpers import prompt_answer_rows, randomize
+
+#: the families TransformerLens 3.9's HookedTransformer converts (jola_lens.loading.SUPPORTED_ARCHITECTURES)
+HOOKED_FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gemma2")
+TOKENS = torch.tensor([[3, 5, 7, 9, 11, 2, 4], [4, 6, 8, 10, 1, 0, 0]])
+MASK = torch.tensor([[1] * 7, [1] * 5 + [0, 0]])
+REAL = MASK.bool()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("families")
+    return {fam: save_tiny_checkpoint(d / fam, family=fam) for fam in TINY_FAMILIES}
+
+
+def _max_diff(a, b):
+    return (a - b)[REAL].abs().max().item()
+
+
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_hf_backend_is_the_hf_model_and_hook_z_is_the_projection_input(checkpoints, family):
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(checkpoints[family]).eval()
+    model = load_model(checkpoints[family], backend="hf")
+    assert model.cfg.backend == "hf" and model.cfg.model_type == family
+    seen, hooked_z = {}, {}
+    proj = model.o_proj(1)
+    handle = proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            logits = model.run_with_hooks(TOKENS, attention_mask=MASK, fwd_hooks=[
+                ("blocks.1.attn.hook_z", lambda z, hook: hooked_z.__setitem__("z", z.detach().clone()))])
+            want = ref(TOKENS, attention_mask=MASK).logits
+    finally:
+        handle.remove()
+    z = hooked_z["z"]
+    assert z.shape == (2, 7, model.cfg.n_heads, model.cfg.d_head)
+    assert torch.equal(z.reshape(2, 7, -1), seen["x"])
+    assert _max_diff(logits, want) < 1e-5
+    # a returned tensor becomes the projection's input
+    with torch.no_grad():
+        zeroed = model.run_with_hooks(TOKENS, attention_mask=MASK,
+                                      fwd_hooks=[("blocks.1.attn.hook_z", lambda z, hook: z * 0)])
+    assert _max_diff(zeroed, logits) > 1e-3
+
+
+@pytest.mark.parametrize("family", HOOKED_FAMILIES)
+def test_same_edit_same_logits_on_both_backends(checkpoints, family):
+    hooked = load_model(checkpoints[family])
+    hf = load_model(checkpoints[family], backend="hf")
+    names = lambda n: n.endswith("hook_z")  # noqa: E731
+    with torch.no_grad():
+        lh, ch = hooked.run_with_cache(TOKENS, attention_mask=MASK, names_filter=names)
+        lf, cf = hf.run_with_cache(TOKENS, attention_mask=MASK, names_filter=names)
+    assert _max_diff(lh, lf) < 1e-4
+    assert max(_max_diff(ch[k], cf[k]) for k in cf.keys()) < 1e-5
+    edited = []
+    for model in (hooked, hf):
+        jm = JoLAModel(model).eval()
+        randomize(jm)
+        with torch.no_grad(), jm.applied():
+            edited.append(model(TOKENS, attention_mask=MASK))
+    assert _max_diff(edited[0], lh) > 1e-2  # the edit changes the output...
+    assert _max_diff(edited[0], edited[1]) < 1e-4  # ...the same way on both backends
+
+
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_merge_on_the_hf_backend_equals_the_hooked_edit(checkpoints, family):
+    model = load_model(checkpoints[family], backend="hf")
+    jm = JoLAModel(model).eval()
+    randomize(jm)
+    with torch.no_grad():
+        with jm.applied():
+            edited = model(TOKENS, attention_mask=MASK)
+        merged = jm.merge()(TOKENS, attention_mask=MASK)
+        plain = model(TOKENS, attention_mask=MASK)
+    assert _max_diff(edited, plain) > 1e-2
+    assert _max_diff(merged, edited) < 1e-4
+    assert model.o_proj(0).weight is not jm.merge().o_proj(0).weight  # a copy: the base model is untouched
+
+
+@pytest.mark.parametrize("name", ["jola", "lofit", "iti"])
+def test_training_from_one_seed_gives_the_same_edits_on_both_backends(checkpoints, name):
+    options = {"lofit": {"k": 3, "stage1": {"epochs": 1}}, "iti": {"k": 2}}.get(name, {})
+    data = prompt_answer_rows()
+    data = [{"input_ids": [t % 37 for t in r["input_ids"]], "labels": [t % 37 if t != -100 else t for t in r["labels"]]}
+            for r in data]
+    states, logits = [], []
+    for backend in ("hooked", "hf"):
+        model = load_model(checkpoints["llama"], backend=backend)
+        torch.manual_seed(0)
+        ed = get_editor(model, name, **options)
+        ed.fit(data, data[:4], TrainConfig(epochs=2, warmup_steps=0, lr=5e-2), progress=False)
+        ed.eval()
+        states.append({k: v.detach().clone() for k, v in ed.state_dict().items() if not k.startswith("model.")})
+        with torch.no_grad(), ed.applied():
+            logits.append(model(TOKENS, attention_mask=MASK))
+    assert states[0].keys() == states[1].keys() and states[0]
+    for k in states[0]:
+        assert torch.allclose(states[0][k].float(), states[1][k].float(), atol=1e-4), k
+    assert _max_diff(logits[0], logits[1]) < 1e-4
+
+
+def test_scoring_and_generation_agree_across_backends(checkpoints):
+    from jola_lens.eval import generate_tokens, score_token_continuations
+
+    prompts = [[3, 5, 7], [4, 6, 8, 10, 1]]
+    conts = [[[9, 11], [9, 12, 13]], [[2], [5, 6]]]
+    scores, texts = [], []
+    for backend in ("hooked", "hf"):
+        model = load_model(checkpoints["llama"], backend=backend)
+        jm = JoLAModel(model).eval()
+        randomize(jm)
+        for share in (True, False):
+            scores.append(score_token_continuations(jm, prompts, conts, share_prompt=share))
+        texts.append(generate_tokens(jm, prompts, max_new_tokens=6))
+    flat = [[s for row in run for s in row] for run in scores]
+    for run in flat[1:]:
+        assert max(abs(a - b) for a, b in zip(flat[0], run)) < 1e-4
+    assert texts[0] == texts[1] and all(len(t) == 6 for t in texts[0])
+
+
+def test_hf_backend_refuses_an_unknown_family_and_a_bad_backend(tmp_path):
+    import json
+
+    d = tmp_path / "odd"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    with pytest.raises(ModelLoadError, match="model type 'mamba' is not supported by the hf backend"):
+        load_model(d, backend="hf")
+    with pytest.raises(ModelLoadError, match="unknown backend 'tl5'"):
+        load_model(d, backend="tl5")
