@@ -151,3 +151,39 @@ def test_hf_backend_refuses_an_unknown_family_and_a_bad_backend(tmp_path):
         load_model(d, backend="hf")
     with pytest.raises(ModelLoadError, match="unknown backend 'tl5'"):
         load_model(d, backend="tl5")
+
+
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_export_round_trip(checkpoints, family, tmp_path):
+    """save_merged_hf -> AutoModelForCausalLM.from_pretrained: the same logits and greedy text as the hooked edit."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from jola_lens.backends.export import ExportError, save_merged_hf
+    from jola_lens.eval import generate_tokens
+
+    model = load_model(checkpoints[family], backend="hf")
+    jm = JoLAModel(model).eval()
+    randomize(jm)
+    if family == "phi3":  # fused projections, no output-projection bias and no switch for one
+        with pytest.raises(ExportError, match="no output-projection bias"):
+            save_merged_hf(jm, tmp_path / "out")
+        with torch.no_grad():  # a multiplicative-only edit still exports
+            jm.edits["attn"].a.zero_()
+    info = save_merged_hf(jm, tmp_path / "out")
+    assert info["max_abs_diff"] < 1e-4
+    meta = json.loads((tmp_path / "out" / "config.json").read_text())["jola_lens"]
+    assert meta["architecture"] == info["architecture"] and meta["max_abs_diff"] == info["max_abs_diff"]
+    if family in ("mistral", "qwen2"):
+        assert info["architecture"] == "LlamaForCausalLM" and "written as LlamaForCausalLM" in info["note"]
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad(), jm.applied():
+        want = model(TOKENS, attention_mask=MASK)
+    got = reloaded(TOKENS, attention_mask=MASK).logits
+    assert _max_diff(got, want) < 1e-4
+    prompt = [3, 5, 7, 9]
+    mine = generate_tokens(jm, [prompt], max_new_tokens=8)[0]
+    theirs = reloaded.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None,
+                               pad_token_id=0, min_new_tokens=8)[0, len(prompt):].tolist()
+    assert mine and theirs[:len(mine)] == mine  # ours stops at EOS, theirs was told not to

@@ -443,13 +443,14 @@ def fold_head_edit(model: HFHookedModel, layer: int, scale: Float[Tensor, "n_hea
     w = o.weight
     s = scale.reshape(-1).to(w.dtype)
     c = shift.reshape(-1).to(w.dtype)
+    shifted = bool(c.any())  # a bias is added only where there is something to put in it
     if model.family.conv1d:  # Conv1D: y = x W + b, W [in, out]
-        bias = _ensure_bias(o, w.shape[1])
-        bias.add_(c @ w)
+        if shifted:
+            _ensure_bias(o, w.shape[1]).add_(c @ w)
         w.mul_(s[:, None])
     else:  # Linear: y = x W^T + b, W [out, in]
-        bias = _ensure_bias(o, w.shape[0])
-        bias.add_(w @ c)
+        if shifted:
+            _ensure_bias(o, w.shape[0]).add_(w @ c)
         w.mul_(s[None, :])
 
 
