@@ -59,9 +59,17 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
                    help="validation examples (default: 200 for train, 0 for eval)")
     p.add_argument("--test-size", type=int, default=None, help="test examples, a fixed sample (default: 300)")
     p.add_argument("--seed", type=int, default=None, help="seeds the splits, the editor and training (default: 42)")
-    p.add_argument("--model", default="smollm2",
-                   help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name")
+    p.add_argument("--model", default=None,
+                   help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name "
+                        "(default: smollm2; eval --run: the run's own model)")
+    _add_backend_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default=None, choices=("hooked", "hf"),
+                   help="hooked: TransformerLens's HookedTransformer; hf: the plain transformers model, no "
+                        "conversion (default: hooked; eval --run: the run's own)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -122,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out that is not a demo's")
     p.add_argument("--no-figures", action="store_true", help="do not write the HTML gate figures")
+    _add_backend_arg(p)
 
     p = sub.add_parser("train", help="train JoLA on a task and evaluate it")
     _add_task_args(p)
@@ -150,10 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=("table", "json", "csv"),
                    help="table (for reading), json or csv (for scripts)")
 
-    p = sub.add_parser("merge", help="fold a run's edits into W_O/b_O and write the merged model")
+    p = sub.add_parser("merge", help="fold a run's edits into the weights and write the merged model")
     p.add_argument("run")
     p.add_argument("--out", required=True, help="folder for the merged model")
-    p.add_argument("--model", default="smollm2", help="the model the run was trained on")
+    p.add_argument("--format", default="tl", choices=("tl", "hf"),
+                   help="hf: a standard Hugging Face checkpoint (AutoModelForCausalLM.from_pretrained, vLLM, "
+                        "lm-eval); tl: TransformerLens weight names and tl_config.json")
+    p.add_argument("--model", default=None, help="the model the run was trained on (default: the run's record)")
     p.add_argument("--allow-other-model", action="store_true",
                    help="merge into a model whose weights differ from the one the run was trained on")
     return ap
@@ -315,8 +327,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     tc = get_recipe("demo").train_config(epochs=args.epochs, seed=args.seed)
     # the demo replaces its own earlier output; any other finished run needs --overwrite
     with OutputFolder(out, overwrite=args.overwrite, replaceable=lambda r: "demo_seconds" in r) as folder:
-        print("[jola_lens] loading the bundled SmolLM2-135M-Instruct")
-        model = load_model("smollm2")
+        backend = args.backend or "hooked"
+        print(f"[jola_lens] loading the bundled SmolLM2-135M-Instruct ({backend} backend)")
+        model = load_model("smollm2", backend=backend)
         res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=folder,
                              progress=not args.no_progress)
         return _demo_report(args, res, out, t0)
@@ -367,7 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     with OutputFolder(args.out, overwrite=args.overwrite, resume=True if args.resume else None) as folder:
-        model = load_model(args.model)
+        model = load_model(args.model or "smollm2", backend=args.backend or "hooked")
         res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=folder,
                              zero_shot=not args.no_zero_shot, generation=not args.no_generation,
                              progress=not args.no_progress, method=args.method, task_data=td,
@@ -391,10 +404,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .experiment import evaluate_task
     from .loading import load_model
 
-    if args.run:
-        read_meta(args.run)  # a missing or malformed run folder is reported before the model loads
+    meta = read_meta(args.run)[0] if args.run else {}  # a bad run folder is reported before the model loads
     _check_writable(args.out)  # and an --out that cannot be written
-    model = load_model(args.model)
+    name, backend = _run_model(args, meta)
+    model = load_model(name, backend=backend)
     target = load_editor(args.run, model, check_model_name=not args.allow_other_model) if args.run else model
     out = Path(args.out) if args.out else None
     r = evaluate_task(target, td, spec, generation=not args.no_generation, progress=not args.no_progress,
@@ -405,6 +418,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (out / "scores.json").write_text(json.dumps(r, indent=2))
     print(json.dumps(r, indent=2))
     return 0
+
+
+def _run_model(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[str, str]:
+    """The model and backend to load for a run: the flags where given, else the run's record, else the
+    bundled model on the hooked backend."""
+    source = meta.get("model_source") or {}
+    name = args.model or source.get("name_or_path") or "smollm2"
+    backend = getattr(args, "backend", None) or source.get("backend") or "hooked"
+    if args.model is None and source.get("name_or_path"):
+        print(f"[jola_lens] model from the run's record: {name} ({backend} backend)", file=sys.stderr)
+    return name, backend
 
 
 def read_run_heads(run: str | Path) -> list[dict[str, Any]]:
@@ -476,13 +500,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .editors.io import read_meta
     from .loading import load_model
 
-    read_meta(args.run)
+    meta = read_meta(args.run)[0]
     _check_writable(args.out)
-    model = load_model(args.model)
+    name, backend = _run_model(args, meta)
+    if args.format == "hf":
+        backend = "hf"  # the export folds into the HF weights themselves
+    model = load_model(name, backend=backend)
     editor = load_editor(args.run, model, check_model_name=not args.allow_other_model)
     if not editor.supports_merge:
         raise ValueError(f"{args.run} is a {editor.display_name} run: its edit depends on token positions and "
                          "does not fold into the weights")
+    if args.format == "hf":
+        from .backends.export import save_merged_hf
+
+        info = save_merged_hf(editor, args.out, merged_from=str(args.run))
+        print(f"merged model written to {args.out} as a Hugging Face checkpoint ({info['architecture']}; "
+              f"reloaded with transformers: largest logit difference {info['max_abs_diff']:.1e})")
+        if info["added_biases"]:
+            print(f"note: {info['note']}")
+        return 0
     merged = editor.merge(inplace=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -343,7 +343,25 @@ def _convert_weights(hf_model: Any, cfg: Any) -> dict[str, torch.Tensor]:
         "GemmaForCausalLM": convert_gemma_weights,
         "Gemma2ForCausalLM": convert_gemma_weights,
     }[arch]
-    return fn(hf_model, cfg)
+    state = fn(hf_model, cfg)
+    _attention_biases(hf_model, cfg, state)
+    return state
+
+
+@torch.no_grad()
+def _attention_biases(hf_model: Any, cfg: Any, state: dict[str, torch.Tensor]) -> None:
+    """Copy the attention biases TransformerLens's Llama/Mistral/Gemma converters set to zero
+    (``attention_bias=True`` checkpoints, such as the ones ``jola-lens merge --format hf`` writes)."""
+    gqa = "_" if getattr(cfg, "n_key_value_heads", None) else ""
+    for layer, block in enumerate(hf_model.model.layers):
+        attn = block.self_attn
+        for proj, key in (("q_proj", "b_Q"), ("k_proj", f"{gqa}b_K"), ("v_proj", f"{gqa}b_V"), ("o_proj", "b_O")):
+            bias = getattr(getattr(attn, proj, None), "bias", None)
+            if bias is None:
+                continue
+            name = f"blocks.{layer}.attn.{key}"
+            target = state[name]
+            state[name] = bias.detach().reshape(target.shape).to(target.dtype).to(target.device)
 
 
 def _tokenizer_prepends_bos(tok: Any) -> bool:
@@ -549,9 +567,27 @@ def load_model(
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "hf":
-        return _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose)
-    model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
-    return use_kernel_layout(model) if kernel_layout else model
+        model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose)
+    else:
+        model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
+        model = use_kernel_layout(model) if kernel_layout else model
+    model.jola_lens_source = model_source(name_or_path, backend)
+    return model
+
+
+def model_source(name_or_path: str | os.PathLike | None, backend: str = "hooked") -> dict[str, str]:
+    """What a saved run records of the model it was trained on, so that ``eval`` and ``merge`` can
+    load it again without ``--model``: the name as given (a local path made absolute) and the backend.
+
+    Example:
+        >>> model_source("smollm2")
+        {'name_or_path': 'smollm2', 'backend': 'hooked'}
+    """
+    name = "smollm2" if name_or_path is None else str(name_or_path)
+    path = Path(name).expanduser()
+    if name.lower() not in BUNDLED_NAMES and path.exists():
+        name = str(path.resolve())
+    return {"name_or_path": name, "backend": backend}
 
 
 def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool):

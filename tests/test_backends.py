@@ -187,3 +187,34 @@ def test_export_round_trip(checkpoints, family, tmp_path):
     theirs = reloaded.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None,
                                pad_token_id=0, min_new_tokens=8)[0, len(prompt):].tolist()
     assert mine and theirs[:len(mine)] == mine  # ours stops at EOS, theirs was told not to
+
+
+def test_cli_trains_on_the_hf_backend_and_merges_to_an_hf_checkpoint(tmp_path, capsys):
+    """train --backend hf -> merge --format hf (model from the run's record) -> the checkpoint loads on
+    both backends (TransformerLens's converter keeps the new biases) with the edited logits."""
+    import json
+
+    from jola_lens.cli import main
+    from jola_lens.editors import load_editor
+    from jola_lens.testing import write_task
+
+    ckpt, task = save_tiny_checkpoint(tmp_path / "ckpt"), write_task(tmp_path / "task", n_train=40, n_test=10)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(ckpt), "--data", str(task), "--backend", "hf", "--out", str(run),
+                 "--epochs", "1", "--no-progress", "--no-figures", "--no-generation"]) == 0
+    meta = json.loads((run / "jola_config.json").read_text())
+    assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": "hf"}
+    assert main(["merge", str(run), "--format", "hf", "--out", str(tmp_path / "exp")]) == 0
+    out = capsys.readouterr()
+    assert "as a Hugging Face checkpoint (LlamaForCausalLM" in out.out and "attention_bias=True" in out.out
+    assert "model from the run's record" in out.err
+    edited = []
+    for backend in ("hooked", "hf"):
+        jm = load_editor(run, load_model(ckpt, backend=backend))
+        with torch.no_grad(), jm.applied():
+            edited.append(jm.model(TOKENS, attention_mask=MASK))
+    assert _max_diff(edited[0], edited[1]) < 1e-4  # an hf-backend run loads onto the hooked backend too
+    for backend in ("hooked", "hf"):
+        with torch.no_grad():
+            merged = load_model(tmp_path / "exp", backend=backend)(TOKENS, attention_mask=MASK)
+        assert _max_diff(merged, edited[1]) < 1e-4, backend

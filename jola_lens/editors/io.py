@@ -110,6 +110,8 @@ def write_run(editor: "Editor", directory: str | Path, extra: dict[str, Any] | N
         "editor": editor.name,
         "config": editor.config_dict(),
         "model": model_identity(editor.model),
+        # how to load it again (jola-lens eval/merge without --model); absent for a model built by hand
+        "model_source": getattr(editor.model, "jola_lens_source", None),
         "versions": versions,
         # the first release's keys, kept so that its readers still find them
         "library_version": versions["jola_lens"],
