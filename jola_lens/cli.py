@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the model the run was trained on (default: the run's record)")
     p.add_argument("--allow-other-model", action="store_true",
                    help="merge into a model whose weights differ from the one the run was trained on")
+    p = sub.add_parser("lm-eval-task", help="write a task's test questions as an lm-evaluation-harness task")
+    _add_task_args(p)
+    p.add_argument("--out", required=True, help="folder for the task YAML and JSONL (lm_eval --include_path)")
+    p.add_argument("--name", default=None, help="the harness task name (default: jola_<task>)")
     return ap
 
 
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     _one_line_notes()
     try:
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "heads": cmd_heads,
-                "merge": cmd_merge}[args.cmd](args)
+                "merge": cmd_merge, "lm-eval-task": cmd_lm_eval_task}[args.cmd](args)
     except _user_errors() as e:
         print(f"jola-lens: error: {e}", file=sys.stderr)
         return 2
@@ -490,6 +494,28 @@ def cmd_heads(args: argparse.Namespace) -> int:
 
         for p in write_run_figures(args.run, args.html):
             print(f"wrote {p}")
+    return 0
+
+
+def cmd_lm_eval_task(args: argparse.Namespace) -> int:
+    from .tasks.spec import fit_task_data
+
+    if args.valid_size is None:
+        args.valid_size = 0
+    spec = _spec(args)
+    spec, td = fit_task_data(spec, _unset_sizes(args))
+    from transformers import AutoTokenizer
+
+    from .eval.harness import write_lm_eval_task
+    from .loading import BUNDLED_NAMES, bundled_checkpoint_dir
+
+    name = args.model or "smollm2"
+    tok = AutoTokenizer.from_pretrained(bundled_checkpoint_dir() if name.lower() in BUNDLED_NAMES else name)
+    path = write_lm_eval_task(td, spec, tok, args.out, args.name)
+    task = path.stem
+    print(f"wrote {path} and {path.with_suffix('.jsonl').name} ({len(td.test)} questions); score a model with:")
+    print(f"  lm_eval --model hf --model_args pretrained=DIR,dtype=float32 --include_path {args.out} "
+          f"--tasks {task} --device cpu --batch_size 16")
     return 0
 
 
