@@ -294,6 +294,23 @@ class HFHookedModel(HookedRootModule):
         out["unembed.W_U"] = self.unembed.weight.T
         return out
 
+    # ---- memory ----------------------------------------------------------------------------------
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each decoder layer in the backward pass instead of storing its activations
+        (``transformers``' own checkpointing, non-reentrant, RNG state kept, so a gate sample is
+        redrawn identically). The base model stays in eval mode: only the layers' own flag is set
+        while a forward pass with gradients runs, so no dropout switches on."""
+        self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.hf.eval()
+        self.checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.hf.gradient_checkpointing_disable()
+        self.hf.eval()
+        self.checkpointing = False
+
+    checkpointing = False
+
     # ---- forward -------------------------------------------------------------------------------
     def init_kv_cache(self, batch: int) -> HFKVCache:
         """An empty cache for ``batch`` rows (the evaluation code's prefill / decoding loop)."""
@@ -342,6 +359,10 @@ class HFHookedModel(HookedRootModule):
             handle = self.layers[k - 1].register_forward_hook(stop)
         elif stop_at_layer is not None:
             handle = self.ln_final.register_forward_pre_hook(lambda m, a: captured.__setitem__("x", a[0]))
+        recompute = self.checkpointing and torch.is_grad_enabled() and past_kv_cache is None
+        if recompute:
+            for layer in self.layers:  # the layer's own flag only: its submodules (dropout) stay in eval
+                layer.training = True
         try:
             out = self.decoder(input_ids=tokens, attention_mask=full, position_ids=pos, **kw)
         except _Stop:
@@ -349,6 +370,9 @@ class HFHookedModel(HookedRootModule):
         finally:
             if handle is not None:
                 handle.remove()
+            if recompute:
+                for layer in self.layers:
+                    layer.training = False
         if past_kv_cache is not None and out is not None:
             if past_kv_cache.frozen:
                 added = past_kv_cache.hf.get_seq_length() - past
