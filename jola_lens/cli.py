@@ -69,7 +69,7 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=("hooked", "hf"),
                    help="hooked: TransformerLens's HookedTransformer; hf: the plain transformers model, no "
-                        "conversion (default: hooked; eval --run: the run's own)")
+                        "conversion (default: hooked where TransformerLens has it, 3.x; eval --run: the run's own)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -331,9 +331,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     tc = get_recipe("demo").train_config(epochs=args.epochs, seed=args.seed)
     # the demo replaces its own earlier output; any other finished run needs --overwrite
     with OutputFolder(out, overwrite=args.overwrite, replaceable=lambda r: "demo_seconds" in r) as folder:
-        backend = args.backend or "hooked"
-        print(f"[jola_lens] loading the bundled SmolLM2-135M-Instruct ({backend} backend)")
-        model = load_model("smollm2", backend=backend)
+        print("[jola_lens] loading the bundled SmolLM2-135M-Instruct"
+              + (f" ({args.backend} backend)" if args.backend else ""))
+        model = load_model("smollm2", backend=args.backend or "auto")
         res = run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=folder,
                              progress=not args.no_progress)
         return _demo_report(args, res, out, t0)
@@ -384,7 +384,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     with OutputFolder(args.out, overwrite=args.overwrite, resume=True if args.resume else None) as folder:
-        model = load_model(args.model or "smollm2", backend=args.backend or "hooked")
+        model = load_model(args.model or "smollm2", backend=args.backend or "auto")
         res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=folder,
                              zero_shot=not args.no_zero_shot, generation=not args.no_generation,
                              progress=not args.no_progress, method=args.method, task_data=td,
@@ -429,7 +429,7 @@ def _run_model(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[str, str
     bundled model on the hooked backend."""
     source = meta.get("model_source") or {}
     name = args.model or source.get("name_or_path") or "smollm2"
-    backend = getattr(args, "backend", None) or source.get("backend") or "hooked"
+    backend = getattr(args, "backend", None) or source.get("backend") or "auto"
     if args.model is None and source.get("name_or_path"):
         print(f"[jola_lens] model from the run's record: {name} ({backend} backend)", file=sys.stderr)
     return name, backend

@@ -542,7 +542,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     verbose: bool = True,
     kernel_layout: bool = True,
-    backend: str = "hooked",
+    backend: str = "auto",
 ):
     """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model (``backend="hooked"``),
     or as the plain HF model with the same hook points (``backend="hf"``, :mod:`jola_lens.backends.hf`).
@@ -555,17 +555,24 @@ def load_model(
         verbose: print one line when a slow one-time conversion happens.
         kernel_layout: store weights in the layout TransformerLens's kernels read (see
             :func:`use_kernel_layout`; same outputs, faster forward passes; ``hooked`` only).
-        backend: ``"hooked"`` (TransformerLens's HookedTransformer, the default) or ``"hf"``
-            (no conversion; also the families TransformerLens does not convert, such as GPT-2 and
-            GPT-NeoX). The same edit gives the same logits on both.
+        backend: ``"hooked"`` (TransformerLens's HookedTransformer) or ``"hf"`` (no conversion;
+            also the families TransformerLens does not convert, such as GPT-2 and GPT-NeoX); the
+            default ``"auto"`` is ``"hooked"`` where TransformerLens has it (3.x) and ``"hf"``
+            otherwise (4.x). The same edit gives the same logits on both.
 
     Raises:
         ModelLoadError: with a message that says what failed and how to fix it.
     """
     from .backends import BACKENDS
 
+    if backend == "auto":
+        backend = "hooked" if hooked_available() else "hf"
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "hooked" and not hooked_available():
+        raise ModelLoadError(f"the hooked backend needs TransformerLens 3.x's HookedTransformer, which TransformerLens "
+                             f"{_tl_version()} removed; use backend='hf' (--backend hf), or install "
+                             "'transformer-lens>=3.9,<4'")
     if backend == "hf":
         model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose)
     else:
@@ -573,6 +580,21 @@ def load_model(
         model = use_kernel_layout(model) if kernel_layout else model
     model.jola_lens_source = model_source(name_or_path, backend)
     return model
+
+
+def hooked_available() -> bool:
+    """Whether this TransformerLens still has ``HookedTransformer`` (3.x yes, 4.x no)."""
+    try:
+        from transformer_lens import HookedTransformer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tl_version() -> str:
+    from importlib.metadata import version
+
+    return version("transformer-lens")
 
 
 def model_source(name_or_path: str | os.PathLike | None, backend: str = "hooked") -> dict[str, str]:

@@ -22,9 +22,13 @@ import contextlib
 from typing import Any, ContextManager, Iterator, Protocol, Union, runtime_checkable
 
 import torch
-from transformer_lens import HookedTransformer
 
 from ..backends.hf import HFHookedModel
+
+try:  # TransformerLens 3.x; 4.x removed it (the hf backend works there)
+    from transformer_lens import HookedTransformer
+except ImportError:  # pragma: no cover - exercised by make test-tl4
+    HookedTransformer = HFHookedModel  # type: ignore[misc,assignment]
 
 __all__ = ["EditorLike", "ModelLike", "applied_model", "base_model", "is_edit_wrapper", "is_editor", "prepare_model",
            "prepends_bos", "scoring_target"]
