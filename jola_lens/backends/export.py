@@ -75,14 +75,16 @@ def save_merged_hf(editor: Any, out_dir: str | Path, *, merged_from: str | None 
     Returns what was written (``architecture``, ``added_biases``, ``note``, and with ``verify`` the
     largest logit difference of the reloaded checkpoint against the hooked-in edit, ``max_abs_diff``).
 
+    An editor on the hooked backend is moved first: its model is loaded again on the hf backend from
+    where :func:`~jola_lens.load_model` found it, and the edit loaded onto it (the same logits).
+
     Raises:
-        ExportError: the editor is not on the hf backend, does not fold, or its family cannot hold it.
+        ExportError: the edit does not fold, its family cannot hold it, or the model's source is unknown.
     """
     from . import backend_of
 
     if backend_of(editor) != "hf":
-        raise ExportError("export works on the hf backend: load the model with load_model(..., backend='hf') and "
-                          "the run onto it with load_editor (the CLI does this: jola-lens merge RUN --format hf)")
+        editor = _on_hf_backend(editor)
     if not editor.supports_merge:
         raise ExportError(f"{editor.display_name} edits depend on token positions and do not fold into the weights")
     model = editor.model
@@ -131,6 +133,23 @@ def save_merged_hf(editor: Any, out_dir: str | Path, *, merged_from: str | None 
         cfg["jola_lens"]["max_abs_diff"] = info["max_abs_diff"]
         cfg_file.write_text(json.dumps(cfg, indent=2) + "\n")
     return info
+
+
+def _on_hf_backend(editor: Any) -> Any:
+    """The same edit on the hf backend: the model loaded again from where ``load_model`` found it."""
+    import tempfile
+
+    from ..editors import load_editor
+    from ..loading import load_model
+
+    source = getattr(editor.model, "jola_lens_source", None)
+    if not source:
+        raise ExportError("this editor's model was not loaded by jola_lens.load_model, so its HF checkpoint is "
+                          "unknown: load it with load_model(..., backend='hf') and the edit onto it with load_editor")
+    model = load_model(source["name_or_path"], backend="hf", dtype=editor.model.cfg.dtype, verbose=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        editor.save(tmp)
+        return load_editor(tmp, model)
 
 
 def _as_llama(hf: Any) -> Any:

@@ -48,7 +48,12 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens.hook_points import HookedRootModule, HookPoint
+from transformer_lens.hook_points import HookPoint
+
+try:  # TransformerLens 3.x (and 4.x's preferred home)
+    from transformer_lens import HookedRootModule
+except ImportError:  # pragma: no cover - older layouts
+    from transformer_lens.hook_points import HookedRootModule
 
 __all__ = ["FAMILIES", "HFBackendConfig", "HFFamily", "HFHookedModel", "HFKVCache", "load_hf_backend"]
 

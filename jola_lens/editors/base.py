@@ -469,6 +469,13 @@ class Editor(nn.Module):
     def _merge_into(self, target: Any) -> None:
         raise NotImplementedError
 
+    def save_merged_hf(self, out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Write the model with this edit folded in as a standard Hugging Face checkpoint (PEFT's
+        ``merge_and_unload().save_pretrained(dir)``); see :func:`jola_lens.backends.export.save_merged_hf`."""
+        from ..backends.export import save_merged_hf
+
+        return save_merged_hf(self, out_dir, **kwargs)
+
     # ---- persistence -------------------------------------------------------------------------
     def run_metadata(self) -> dict[str, Any]:
         """Extra top-level entries of the saved run's JSON (JoLA: its config under the first release's key)."""
