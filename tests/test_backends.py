@@ -308,3 +308,10 @@ def test_an_editor_on_the_hooked_backend_exports_through_its_source(checkpoints,
     bare = JoLAModel(HookedTransformer(model.cfg))  # built by hand: no checkpoint to go back to
     with pytest.raises(ExportError, match="not loaded by jola_lens.load_model"):
         bare.save_merged_hf(tmp_path / "bare")
+
+
+@pytest.mark.parametrize("name", ["lora", "bitfit", "red"])
+def test_hooked_only_editors_say_so_on_the_hf_backend(checkpoints, name):
+    model = load_model(checkpoints["llama"], backend="hf")
+    with pytest.raises(ValueError, match="TransformerLens-only hook points .* backend='hooked'"):
+        get_editor(model, name)

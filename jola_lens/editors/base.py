@@ -290,8 +290,18 @@ class Editor(nn.Module):
     #: position alike (JoLA) switch it off
     uses_positions: ClassVar[bool] = True
 
+    #: the backends whose hook points this editor uses (:mod:`jola_lens.backends`)
+    backends: ClassVar[tuple[str, ...]] = ("hooked",)
+
     def __init__(self, model: Any, config: Any = None) -> None:
         super().__init__()
+        from ..backends import backend_of
+
+        backend = backend_of(model)
+        if backend not in self.backends:
+            raise ValueError(f"{self.display_name} uses TransformerLens-only hook points or weights, which the "
+                             f"{backend} backend does not have; load the model with backend='hooked', or use an "
+                             "editor that runs on every backend (jola, lofit, iti)")
         self.model = model
         for p in model.parameters():
             p.requires_grad_(False)

@@ -46,6 +46,7 @@ class JoLAModel(Editor):
     ``jola.generate(...)``, or ``model.run_with_hooks(..., fwd_hooks=jola.fwd_hooks())``).
     """
 
+    backends = ("hooked", "hf")
     name = "jola"
     display_name = "JoLA"
     config_cls = JoLAConfig

@@ -47,6 +47,7 @@ class LoFiTConfig(EditorConfig):
 
 
 class LoFiT(Editor):
+    backends = ("hooked", "hf")
     name = "lofit"
     display_name = "LoFiT"
     config_cls = LoFiTConfig
