@@ -34,7 +34,7 @@ Example (a tiny random Llama saved by the test helpers):
     >>> "blocks.1.attn.hook_z" in m.hook_dict
     True
     >>> m(torch.tensor([[1, 2, 3]])).shape
-    torch.Size([1, 3, 41])
+    torch.Size([1, 3, 39])
 """
 
 from __future__ import annotations
