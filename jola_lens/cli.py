@@ -60,8 +60,8 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
     p.add_argument("--test-size", type=int, default=None, help="test examples, a fixed sample (default: 300)")
     p.add_argument("--seed", type=int, default=None, help="seeds the splits, the editor and training (default: 42)")
     p.add_argument("--model", default=None,
-                   help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name "
-                        "(default: smollm2; eval --run: the run's own model)")
+                   help="'smollm2' (bundled), a local HF checkpoint dir, a .gguf, or a TL model name; eval --run "
+                        "without it: the run's own model (default: smollm2)")
     _add_backend_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
