@@ -250,6 +250,17 @@ class HFHookedModel(HookedRootModule):
             q.requires_grad_(False)
         self.hf.eval()
 
+    @property
+    def _cache_kwarg(self) -> str:
+        """``cache`` (newer transformers 5.x) or ``past_key_values`` (earlier): the decoder's KV-cache argument."""
+        found = self.__dict__.get("_cache_kw")
+        if found is None:
+            import inspect
+
+            params = inspect.signature(type(self.decoder).forward).parameters
+            found = self.__dict__["_cache_kw"] = "cache" if "cache" in params else "past_key_values"
+        return found
+
     # ---- wiring --------------------------------------------------------------------------------
     @property
     def decoder(self) -> nn.Module:
@@ -344,7 +355,7 @@ class HFHookedModel(HookedRootModule):
         if past_kv_cache is not None:
             full = torch.cat([past_kv_cache.previous_attention_mask, mask.long()], dim=1)
             past = past_kv_cache.get_seq_length()
-            kw.update(past_key_values=past_kv_cache.hf, use_cache=True)
+            kw.update({self._cache_kwarg: past_kv_cache.hf, "use_cache": True})
         else:
             full, past = mask.long(), 0
             kw["use_cache"] = False
