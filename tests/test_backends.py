@@ -166,23 +166,19 @@ def test_export_round_trip(checkpoints, family, tmp_path):
 
     from transformers import AutoModelForCausalLM
 
-    from jola_lens.backends.export import ExportError, save_merged_hf
+    from jola_lens.backends.export import save_merged_hf
     from jola_lens.eval import generate_tokens
 
     model = load_model(checkpoints[family], backend="hf")
     jm = JoLAModel(model).eval()
     randomize(jm)
-    if family == "phi3":  # fused projections, no output-projection bias and no switch for one
-        with pytest.raises(ExportError, match="no output-projection bias"):
-            save_merged_hf(jm, tmp_path / "out")
-        with torch.no_grad():  # a multiplicative-only edit still exports
-            jm.edits["attn"].a.zero_()
     info = save_merged_hf(jm, tmp_path / "out")
     assert info["max_abs_diff"] < 1e-4
     meta = json.loads((tmp_path / "out" / "config.json").read_text())["jola_lens"]
     assert meta["architecture"] == info["architecture"] and meta["max_abs_diff"] == info["max_abs_diff"]
-    if family in ("mistral", "qwen2"):
+    if family in ("mistral", "qwen2", "phi3"):
         assert info["architecture"] == "LlamaForCausalLM" and "written as LlamaForCausalLM" in info["note"]
+    assert info["added_biases"] == (family not in ("gpt2", "gpt_neox"))  # those two have an o_proj bias
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
     with torch.no_grad(), jm.applied():
         want = model(TOKENS, attention_mask=MASK)

@@ -10,12 +10,13 @@ has no bias:
 
 * the config has an ``attention_bias`` switch (Llama, Gemma, Gemma-2, OLMo-2, GPT-NeoX): it is turned
   on and the other attention projections get zero biases (the same function);
-* Mistral and Qwen2 have no such switch: the model is written as ``LlamaForCausalLM`` with
+* Mistral, Qwen2 and Phi-3 have no such switch: the model is written as ``LlamaForCausalLM`` with
   ``attention_bias=True`` (the same computation: Llama's attention and MLP, with Qwen2's q/k/v
-  biases kept and zero ones for Mistral), which a Mistral with a sliding window equals only for
-  sequences up to that window;
-* otherwise (Phi-3's fused projections) an additive edit cannot be exported exactly, and
-  :class:`ExportError` says so.
+  biases kept and zero ones otherwise; Phi-3's fused ``qkv_proj`` and ``gate_up_proj`` split into
+  Llama's projections), which a model with a sliding window equals only for sequences up to that
+  window;
+* otherwise (a Phi-3 with partial rotary, a family with neither) an additive edit cannot be exported
+  exactly, and :class:`ExportError` says so.
 
 What was done is written into the exported ``config.json`` under ``"jola_lens"`` and returned.
 
@@ -45,7 +46,7 @@ from torch import nn
 __all__ = ["ExportError", "save_merged_hf", "verify_export"]
 
 #: families without an ``attention_bias`` switch, written as Llama with ``attention_bias=True``
-AS_LLAMA = ("mistral", "qwen2")
+AS_LLAMA = ("mistral", "qwen2", "phi3")
 
 
 class ExportError(ValueError):
@@ -100,8 +101,9 @@ def save_merged_hf(editor: Any, out_dir: str | Path, *, merged_from: str | None 
     if added:
         if family in AS_LLAMA:
             hf, note = _as_llama(hf), (f"{arch} written as LlamaForCausalLM with attention_bias=True (the same "
-                                        "computation; zero q/k/v biases where the original had none) to hold the "
-                                        "additive edit in the output-projection bias")
+                                        "computation; zero q/k/v biases where the original had none"
+                                        + ("; the fused qkv and gate_up projections split" if family == "phi3"
+                                           else "") + ") to hold the additive edit in the output-projection bias")
             window = getattr(config, "sliding_window", None)
             if window and getattr(config, "use_sliding_window", True) and window < model.cfg.n_ctx:
                 note += f"; equal to the original for sequences up to its sliding window ({window} tokens)"
@@ -155,6 +157,9 @@ def _on_hf_backend(editor: Any) -> Any:
 def _as_llama(hf: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    if hf.config.model_type == "phi3" and float(getattr(hf.config, "partial_rotary_factor", 1.0) or 1.0) != 1.0:
+        raise ExportError("this Phi-3 rotates part of each head (partial_rotary_factor != 1), which Llama does not: "
+                          "only edits without an additive part export (train with --edit multiplicative)")
     d = hf.config.to_dict()
     for k in ("model_type", "architectures", "auto_map", "transformers_version"):
         d.pop(k, None)
@@ -166,7 +171,7 @@ def _as_llama(hf: Any) -> Any:
         _zero_biases(layer)
     with torch.device("meta"):
         llama = LlamaForCausalLM(cfg)
-    state = hf.state_dict()
+    state = _split_fused(hf) if hf.config.model_type == "phi3" else hf.state_dict()
     missing, unexpected = llama.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if k != "lm_head.weight" or not cfg.tie_word_embeddings]
     if missing or unexpected:
@@ -176,6 +181,34 @@ def _as_llama(hf: Any) -> Any:
         llama.tie_weights()
     llama.generation_config = hf.generation_config
     return llama.eval()
+
+
+def _split_fused(hf: Any) -> dict[str, torch.Tensor]:
+    """Phi-3's state dict under Llama's names: ``qkv_proj`` -> q/k/v (rows in that order), ``gate_up_proj``
+    -> gate/up (the first half gates, as Phi-3's MLP reads it)."""
+    c = hf.config
+    n_heads = c.num_attention_heads
+    n_kv = getattr(c, "num_key_value_heads", None) or n_heads
+    d_head = getattr(c, "head_dim", None) or c.hidden_size // n_heads
+    out: dict[str, torch.Tensor] = {}
+    for k, v in hf.state_dict().items():
+        if k.endswith("self_attn.qkv_proj.weight") or k.endswith("self_attn.qkv_proj.bias"):
+            base, kind = k.rsplit(".qkv_proj.", 1)
+            q, kk, vv = v.split([n_heads * d_head, n_kv * d_head, n_kv * d_head], dim=0)
+            out.update({f"{base}.q_proj.{kind}": q, f"{base}.k_proj.{kind}": kk, f"{base}.v_proj.{kind}": vv})
+        elif k.endswith("mlp.gate_up_proj.weight"):
+            base = k.rsplit(".gate_up_proj.", 1)[0]
+            gate, up = v.chunk(2, dim=0)
+            out.update({f"{base}.gate_proj.weight": gate, f"{base}.up_proj.weight": up})
+        else:
+            out[k] = v
+    for name in [k for k in out if k.endswith("self_attn.o_proj.weight")]:  # q/k/v got zero biases: keep them
+        base = name.rsplit(".o_proj.", 1)[0]
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            if f"{base}.{proj}.bias" not in out:
+                w = out[f"{base}.{proj}.weight"]
+                out[f"{base}.{proj}.bias"] = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+    return out
 
 
 @torch.no_grad()
