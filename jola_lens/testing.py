@@ -25,6 +25,8 @@ TINY_FAMILIES: dict[str, dict] = {
                     max_position_embeddings=256, sliding_window=None),
     "qwen2": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=256, use_sliding_window=False),
+    "qwen3": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                  max_position_embeddings=256, use_sliding_window=False),
     "gemma": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                   max_position_embeddings=256, hidden_activation="gelu_pytorch_tanh"),
     "gemma2": dict(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
