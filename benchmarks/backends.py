@@ -136,8 +136,7 @@ def bundled(full: bool, n_questions: int, rounds: int) -> dict[str, Any]:
         gen = bench_generation(model, hf_model, inp.prompts[:16], rounds, 16)
         out[backend] = {
             "load_s": round(load_s, 2),
-            "train_step_median_s": train["timings"]["train_step_jola"]["median_s"]
-            if "median_s" in train["timings"]["train_step_jola"] else None,
+            "train_step_median_s": train["timings"]["train_step_jola"]["median_s"],
             "train_step_vs_own_floor": round(train["train_step_ratio"], 3),
             "train_step_timings": train["timings"],
             "scoring_examples_per_s": round(n_questions / statistics.median(times), 2),

@@ -638,8 +638,6 @@ def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dty
     try:
         model = load_hf_backend(path if path is not None else name, device=device, dtype=dtype,
                                 model_name=model_name)
-    except ModelLoadError:
-        raise
     except Exception as e:
         if path is not None:
             raise ModelLoadError(f"could not load {path} with transformers ({type(e).__name__}: "

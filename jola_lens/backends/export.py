@@ -63,10 +63,11 @@ def _attention(layer: nn.Module) -> nn.Module:
 @torch.no_grad()
 def _zero_biases(layer: nn.Module) -> None:
     """Give every bias-free linear projection of the layer's attention a zero bias."""
+    from .hf import ensure_bias
+
     for mod in _attention(layer).modules():
-        if isinstance(mod, nn.Linear) and mod.bias is None:
-            mod.bias = nn.Parameter(torch.zeros(mod.out_features, dtype=mod.weight.dtype, device=mod.weight.device),
-                                    requires_grad=False)
+        if isinstance(mod, nn.Linear):
+            ensure_bias(mod, mod.out_features)
 
 
 def save_merged_hf(editor: Any, out_dir: str | Path, *, merged_from: str | None = None,
@@ -202,13 +203,7 @@ def _split_fused(hf: Any) -> dict[str, torch.Tensor]:
             out.update({f"{base}.gate_proj.weight": gate, f"{base}.up_proj.weight": up})
         else:
             out[k] = v
-    for name in [k for k in out if k.endswith("self_attn.o_proj.weight")]:  # q/k/v got zero biases: keep them
-        base = name.rsplit(".o_proj.", 1)[0]
-        for proj in ("q_proj", "k_proj", "v_proj"):
-            if f"{base}.{proj}.bias" not in out:
-                w = out[f"{base}.{proj}.weight"]
-                out[f"{base}.{proj}.bias"] = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-    return out
+    return out  # _as_llama gave qkv_proj its zero bias first, so q/k/v each have one
 
 
 @torch.no_grad()
@@ -226,12 +221,9 @@ def verify_export(editor: Any, out_dir: str | Path, tokens: torch.Tensor | None 
         tokens = torch.randint(0, model.cfg.d_vocab, (2, 12), generator=g)
     tokens = tokens.to(model.cfg.device)
     reloaded.to(model.cfg.device).eval()
-    was = editor.training
-    editor.eval()
-    try:
-        with editor.applied():
-            want = model(tokens)
-    finally:
-        editor.train(was)
+    from ..eval.target import applied_model
+
+    with applied_model(editor) as edited:  # eval mode, edits attached, training mode restored after
+        want = edited(tokens)
     got = reloaded(tokens).logits  # the HF forward applies Gemma-2's logit soft cap, as model(tokens) does
     return float((got.float() - want.float()).abs().max())

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
+
+from ..loading import _tokenizer_prepends_bos
 
 try:  # TransformerLens 3.x (and 4.x's preferred home)
     from transformer_lens import HookedRootModule
@@ -69,7 +72,6 @@ class HFFamily:
     final_norm: str  #: the last norm, from the base model
     norm: str = "RMS"  #: "RMS" or "LN"
     conv1d: bool = False  #: GPT-2's Conv1D projections (weight ``[in, out]``)
-    exports_as: str = "own"  #: how an additive edit is exported (see :mod:`jola_lens.backends.export`)
 
 
 _LLAMA_LIKE = HFFamily("model", "layers", "self_attn.o_proj", "mlp", "norm")
@@ -111,7 +113,6 @@ class HFBackendConfig:
     dtype: torch.dtype = torch.float32
     backend: str = "hf"
     checkpoint: str | None = None  #: the folder the weights came from (for the run record and export)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -185,9 +186,6 @@ class HFKVCache:
     def freeze(self) -> None:
         self.frozen = True
 
-    def unfreeze(self) -> None:
-        self.frozen = False
-
     def select_rows(self, rows: Tensor) -> "HFKVCache":
         out = copy.copy(self)
         out.hf = copy.deepcopy(self.hf)
@@ -220,7 +218,7 @@ class HFHookedModel(HookedRootModule):
         n_layers = int(getattr(hc, "num_hidden_layers", None) or hc.n_layer)
         n_kv = getattr(hc, "num_key_value_heads", None)
         p = next(hf_model.parameters())
-        prepends = _prepends_bos(tokenizer)
+        prepends = tokenizer is not None and _tokenizer_prepends_bos(tokenizer)
         arch = (getattr(hc, "architectures", None) or [type(hf_model).__name__])[0]
         self.cfg = HFBackendConfig(
             model_name=model_name or str(getattr(hc, "_name_or_path", "") or arch),
@@ -242,6 +240,9 @@ class HFHookedModel(HookedRootModule):
             dtype=p.dtype,
             checkpoint=checkpoint,
         )
+        # the decoder's KV-cache argument: ``cache`` in newer transformers 5.x, ``past_key_values`` before
+        params = inspect.signature(type(self.decoder).forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.blocks = nn.ModuleList(_Block(n_heads, d_head) for _ in range(n_layers))
         self._handles: list[Any] = []
         self.rewire()
@@ -250,16 +251,6 @@ class HFHookedModel(HookedRootModule):
             q.requires_grad_(False)
         self.hf.eval()
 
-    @property
-    def _cache_kwarg(self) -> str:
-        """``cache`` (newer transformers 5.x) or ``past_key_values`` (earlier): the decoder's KV-cache argument."""
-        found = self.__dict__.get("_cache_kw")
-        if found is None:
-            import inspect
-
-            params = inspect.signature(type(self.decoder).forward).parameters
-            found = self.__dict__["_cache_kw"] = "cache" if "cache" in params else "past_key_values"
-        return found
 
     # ---- wiring --------------------------------------------------------------------------------
     @property
@@ -441,13 +432,6 @@ class HFHookedModel(HookedRootModule):
         return out
 
 
-def _prepends_bos(tok: Any) -> bool:
-    if tok is None or tok.bos_token_id is None:
-        return False
-    ids = tok("a").input_ids
-    return len(ids) > 0 and ids[0] == tok.bos_token_id
-
-
 def load_hf_backend(path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                     model_name: str | None = None, attn_implementation: str | None = None) -> HFHookedModel:
     """Load a local HF checkpoint folder (``config.json`` + weights + tokenizer) as :class:`HFHookedModel`."""
@@ -466,7 +450,8 @@ def load_hf_backend(path: str | Path, *, device: str = "cpu", dtype: torch.dtype
 
 
 # ---- folding an edit into the HF weights (merge, export) ------------------------------------------
-def _ensure_bias(linear: nn.Module, size: int) -> Tensor:
+def ensure_bias(linear: nn.Module, size: int) -> Tensor:
+    """``linear``'s bias, a new zero one of ``size`` (frozen, its weight's dtype and device) where it has none."""
     if getattr(linear, "bias", None) is None:
         w = linear.weight
         linear.bias = nn.Parameter(torch.zeros(size, dtype=w.dtype, device=w.device), requires_grad=False)
@@ -486,11 +471,11 @@ def fold_head_edit(model: HFHookedModel, layer: int, scale: Float[Tensor, "n_hea
     shifted = bool(c.any())  # a bias is added only where there is something to put in it
     if model.family.conv1d:  # Conv1D: y = x W + b, W [in, out]
         if shifted:
-            _ensure_bias(o, w.shape[1]).add_(c @ w)
+            ensure_bias(o, w.shape[1]).add_(c @ w)
         w.mul_(s[:, None])
     else:  # Linear: y = x W^T + b, W [out, in]
         if shifted:
-            _ensure_bias(o, w.shape[0]).add_(w @ c)
+            ensure_bias(o, w.shape[0]).add_(w @ c)
         w.mul_(s[None, :])
 
 
@@ -508,6 +493,6 @@ def fold_mlp_edit(model: HFHookedModel, layer: int, scale: Float[Tensor, " d_mod
     w = down.weight
     s, c = scale.to(w.dtype), shift.to(w.dtype)
     conv = model.family.conv1d
-    bias = _ensure_bias(down, w.shape[1] if conv else w.shape[0])
+    bias = ensure_bias(down, w.shape[1] if conv else w.shape[0])
     bias.copy_(bias * s + c)
     w.mul_(s[None, :] if conv else s[:, None])

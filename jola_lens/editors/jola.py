@@ -206,21 +206,18 @@ class JoLAModel(Editor):
     @torch.no_grad()
     def _merge_into(self, target: Any) -> None:
         from ..backends import backend_of
+        from ..backends.hf import fold_head_edit, fold_mlp_edit
 
-        if backend_of(target) == "hf":
-            from ..backends.hf import fold_head_edit, fold_mlp_edit
-
-            for site, e in self.edits.items():
-                scale, shift = e.scale_and_shift()
-                for layer in e.layers:
+        on_hf = backend_of(target) == "hf"
+        for site, e in self.edits.items():
+            scale, shift = e.scale_and_shift()
+            for layer in e.layers:
+                if on_hf:  # the HF weights themselves (o_proj / down projection)
                     if site == "attn":
                         fold_head_edit(target, layer, scale[layer], shift[layer])
                     else:
                         fold_mlp_edit(target, layer, scale[layer, 0], shift[layer, 0])
-            return
-        for site, e in self.edits.items():
-            scale, shift = e.scale_and_shift()
-            for layer in e.layers:
+                    continue
                 block = target.blocks[layer]
                 if site == "attn":
                     W_O = block.attn.W_O  # [n_heads, d_head, d_model]
