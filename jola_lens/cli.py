@@ -67,9 +67,10 @@ def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> No
 
 
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default=None, choices=("hooked", "hf"),
-                   help="hooked: TransformerLens's HookedTransformer; hf: the plain transformers model, no "
-                        "conversion (default: hooked where TransformerLens has it, 3.x; eval --run: the run's own)")
+    p.add_argument("--backend", default=None, choices=("hooked", "bridge", "hf"),
+                   help="hooked: TransformerLens's HookedTransformer; bridge: TransformerLens's TransformerBridge; "
+                        "hf: the plain transformers model, no conversion (default: hooked where TransformerLens has "
+                        "it, 3.x, else hf; eval --run: the run's own)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -538,6 +539,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
     name, backend = _run_model(args, meta)
     if args.format == "hf":
         backend = "hf"  # the export folds into the HF weights themselves
+    elif backend == "auto":
+        from .loading import hooked_available
+
+        backend = "hooked" if hooked_available() else "hf"
+    if args.format == "tl" and backend != "hooked":
+        raise ValueError(f"--format tl writes TransformerLens weight names, from the hooked backend; this run is on "
+                         f"the {backend} backend: use --format hf (a standard Hugging Face checkpoint), or --backend "
+                         "hooked")
     model = load_model(name, backend=backend)
     editor = load_editor(args.run, model, check_model_name=not args.allow_other_model)
     if not editor.supports_merge:

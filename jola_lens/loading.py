@@ -545,6 +545,7 @@ def load_model(
     backend: str = "auto",
 ):
     """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model (``backend="hooked"``),
+    as a TransformerBridge over the HF model (``backend="bridge"``, :mod:`jola_lens.backends.bridge`),
     or as the plain HF model with the same hook points (``backend="hf"``, :mod:`jola_lens.backends.hf`).
 
     Args:
@@ -555,10 +556,11 @@ def load_model(
         verbose: print one line when a slow one-time conversion happens.
         kernel_layout: store weights in the layout TransformerLens's kernels read (see
             :func:`use_kernel_layout`; same outputs, faster forward passes; ``hooked`` only).
-        backend: ``"hooked"`` (TransformerLens's HookedTransformer) or ``"hf"`` (no conversion;
-            also the families TransformerLens does not convert, such as GPT-2 and GPT-NeoX); the
+        backend: ``"hooked"`` (TransformerLens's HookedTransformer), ``"bridge"`` (TransformerLens's
+            TransformerBridge, 3.9 and 4.x; ``model.bridge``) or ``"hf"`` (no conversion; also the
+            families the hooked backend does not convert, such as GPT-2 and GPT-NeoX); the
             default ``"auto"`` is ``"hooked"`` where TransformerLens has it (3.x) and ``"hf"``
-            otherwise (4.x). The same edit gives the same logits on both.
+            otherwise (4.x). The same edit gives the same logits on all three.
 
     Raises:
         ModelLoadError: with a message that says what failed and how to fix it.
@@ -573,8 +575,14 @@ def load_model(
         raise ModelLoadError(f"the hooked backend needs TransformerLens 3.x's HookedTransformer, which TransformerLens "
                              f"{_tl_version()} removed; use backend='hf' (--backend hf), or install "
                              "'transformer-lens>=3.9,<4'")
-    if backend == "hf":
-        model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose)
+    if backend == "bridge":
+        from .backends.bridge import bridge_available
+
+        if not bridge_available():
+            raise ModelLoadError(f"the bridge backend needs TransformerLens's TransformerBridge, which TransformerLens "
+                                 f"{_tl_version()} does not have; install 'transformer-lens>=3.9', or use backend='hf'")
+    if backend in ("hf", "bridge"):
+        model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose, bridge=backend == "bridge")
     else:
         model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
         model = use_kernel_layout(model) if kernel_layout else model
@@ -612,8 +620,13 @@ def model_source(name_or_path: str | os.PathLike | None, backend: str = "hooked"
     return {"name_or_path": name, "backend": backend}
 
 
-def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool):
+def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool,
+                     bridge: bool = False):
     from .backends.hf import FAMILIES, load_hf_backend
+
+    if bridge:
+        from .backends.bridge import load_bridge_backend as load_hf_backend  # noqa: F811
+    what = "bridge" if bridge else "hf"
 
     name = "smollm2" if name_or_path is None else str(name_or_path)
     model_name = None
@@ -633,14 +646,15 @@ def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dty
             raise ModelLoadError(f"{path}: no config.json (not a Hugging Face checkpoint folder)")
         model_type = _read_json(cfg_file).get("model_type", "")
         if model_type not in FAMILIES:
-            raise ModelLoadError(f"{path}: model type {model_type!r} is not supported by the hf backend; "
+            raise ModelLoadError(f"{path}: model type {model_type!r} is not supported by the {what} backend; "
                                  f"supported: {', '.join(sorted(FAMILIES))}")
     try:
         model = load_hf_backend(path if path is not None else name, device=device, dtype=dtype,
                                 model_name=model_name)
     except Exception as e:
         if path is not None:
-            raise ModelLoadError(f"could not load {path} with transformers ({type(e).__name__}: "
+            tool = "TransformerBridge" if bridge else "transformers"
+            raise ModelLoadError(f"could not load {path} with {tool} ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:200]})") from e
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = "the hub is not reachable (HF_HUB_OFFLINE=1)" if offline else "the download failed"

@@ -4,24 +4,26 @@
 backend    model
 =========  =========================================================================================
 hooked     TransformerLens 3.9's ``HookedTransformer`` (weights converted; the first release's path)
+bridge     TransformerLens's ``TransformerBridge`` (3.9 and 4.x) over the HF model, its own hook points
+           (:mod:`.bridge`)
 hf         a plain ``transformers`` causal LM, hook points on its own modules (:mod:`.hf`)
 =========  =========================================================================================
 
 ``jola_lens.load_model(name_or_path, backend=...)`` picks one; every editor that uses ``hook_z``
-(JoLA, LoFiT, ITI) runs on both, with the same edit tensors giving the same logits.
+(JoLA, LoFiT, ITI) runs on all three, with the same edit tensors giving the same logits.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-BACKENDS = ("hooked", "hf")
+BACKENDS = ("hooked", "bridge", "hf")
 
 __all__ = ["BACKENDS", "backend_of"]
 
 
 def backend_of(model: Any) -> str:
-    """``"hf"`` for an :class:`~jola_lens.backends.hf.HFHookedModel` (or an editor on one), else ``"hooked"``.
+    """The backend of a model or of an editor on one: its ``cfg.backend`` (``"hf"``, ``"bridge"``), else ``"hooked"``.
 
     Example:
         >>> class M:

@@ -121,9 +121,13 @@ class HFBackendConfig:
         return out
 
 
-def _get(obj: Any, path: str) -> Any:
+def _get(obj: Any, path: str, unwrap: bool = False) -> Any:
+    """``obj.a.b.c`` for ``path="a.b.c"``; with ``unwrap``, looking through TransformerBridge's
+    wrappers (their ``_original_component``) to the HF modules that hold the weights."""
     for part in path.split("."):
         obj = getattr(obj, part)
+        if unwrap:
+            obj = getattr(obj, "_original_component", obj)
     return obj
 
 
@@ -243,14 +247,17 @@ class HFHookedModel(HookedRootModule):
         # the decoder's KV-cache argument: ``cache`` in newer transformers 5.x, ``past_key_values`` before
         params = inspect.signature(type(self.decoder).forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self.blocks = nn.ModuleList(_Block(n_heads, d_head) for _ in range(n_layers))
         self._handles: list[Any] = []
-        self.rewire()
-        self.setup()  # HookedRootModule: hook_dict, mod_dict, run_with_hooks, hooks(), run_with_cache
+        self._install_hook_points()
         for q in self.hf.parameters():
             q.requires_grad_(False)
         self.hf.eval()
 
+    def _install_hook_points(self) -> None:
+        """Hook points of our own, fed by torch hooks on the HF modules (the bridge backend uses its own)."""
+        self.blocks = nn.ModuleList(_Block(self.cfg.n_heads, self.cfg.d_head) for _ in range(self.cfg.n_layers))
+        self.rewire()
+        self.setup()  # HookedRootModule: hook_dict, mod_dict, run_with_hooks, hooks(), run_with_cache
 
     # ---- wiring --------------------------------------------------------------------------------
     @property
@@ -262,7 +269,7 @@ class HFHookedModel(HookedRootModule):
         return _get(self.decoder, self.family.layers)
 
     def o_proj(self, layer: int) -> nn.Module:
-        return _get(self.layers[layer], self.family.o_proj)
+        return _get(self.layers[layer], self.family.o_proj, unwrap=True)
 
     @property
     def ln_final(self) -> nn.Module:
@@ -292,10 +299,17 @@ class HFHookedModel(HookedRootModule):
         emb = self.hf.get_input_embeddings().weight
         out["embed.W_E"] = emb
         layer0, last = self.layers[0], self.layers[c.n_layers - 1]
-        q = getattr(getattr(layer0, "self_attn", None), "q_proj", None)
+
+        def find(obj: Any, path: str) -> Any:
+            try:
+                return _get(obj, path, unwrap=True)
+            except AttributeError:
+                return None
+
+        q = find(layer0, "self_attn.q_proj")
         if q is not None:
             out["blocks.0.attn.W_Q"] = q.weight.view(c.n_heads, c.d_head, c.d_model).transpose(1, 2)
-        down = getattr(getattr(last, "mlp", None), "down_proj", None)
+        down = find(last, "mlp.down_proj")
         if down is not None:
             out[f"blocks.{c.n_layers - 1}.mlp.W_out"] = down.weight.T
         out["unembed.W_U"] = self.unembed.weight.T

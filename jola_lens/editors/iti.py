@@ -57,7 +57,7 @@ class ITIConfig(EditorConfig):
 
 
 class ITISteering(Editor):
-    backends = ("hooked", "hf")
+    backends = ("hooked", "bridge", "hf")
     name = "iti"
     display_name = "ITI steering"
     config_cls = ITIConfig

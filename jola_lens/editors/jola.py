@@ -46,7 +46,7 @@ class JoLAModel(Editor):
     ``jola.generate(...)``, or ``model.run_with_hooks(..., fwd_hooks=jola.fwd_hooks())``).
     """
 
-    backends = ("hooked", "hf")
+    backends = ("hooked", "bridge", "hf")
     name = "jola"
     display_name = "JoLA"
     config_cls = JoLAConfig
@@ -208,7 +208,7 @@ class JoLAModel(Editor):
         from ..backends import backend_of
         from ..backends.hf import fold_head_edit, fold_mlp_edit
 
-        on_hf = backend_of(target) == "hf"
+        on_hf = backend_of(target) in ("hf", "bridge")  # the HF weights (under the bridge: still the HF modules)
         for site, e in self.edits.items():
             scale, shift = e.scale_and_shift()
             for layer in e.layers:

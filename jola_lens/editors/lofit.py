@@ -47,7 +47,7 @@ class LoFiTConfig(EditorConfig):
 
 
 class LoFiT(Editor):
-    backends = ("hooked", "hf")
+    backends = ("hooked", "bridge", "hf")
     name = "lofit"
     display_name = "LoFiT"
     config_cls = LoFiTConfig
@@ -100,7 +100,13 @@ class LoFiT(Editor):
     @torch.no_grad()
     def _merge_into(self, target: Any) -> None:
         # z' = z + v on the chosen heads: b_O gains sum_h v_h W_O[h]
+        from ..backends import backend_of
+        from ..backends.hf import fold_head_edit
+
         _, shift = self.edit.scale_and_shift()
         for layer in self.edit.layers:
+            if backend_of(target) in ("hf", "bridge"):  # the HF output projection's bias
+                fold_head_edit(target, layer, torch.ones_like(shift[layer]), shift[layer])
+                continue
             attn = target.blocks[layer].attn
             attn.b_O.add_(torch.einsum("hd,hdm->m", shift[layer].to(attn.W_O.dtype), attn.W_O))
