@@ -1,9 +1,10 @@
 """Backends side by side (issue 23): parity per family, and the bundled model's speed on each backend.
 
 1. **Family table** (tiny random checkpoints of every family, saved locally): for each family and
-   backend, the largest difference of ``hook_z`` to the HF model's output-projection input, of the
-   edited logits to the hooked backend's (the same random JoLA edit), and of the exported checkpoint
-   reloaded by ``transformers`` to the hooked-in edit.
+   backend (hooked where TransformerLens 3.9 converts the family, bridge, hf), the largest
+   difference of ``hook_z`` to the HF model's output-projection input, of the edited logits to the
+   reference backend's (the same random JoLA edit; the reference is hooked where it exists, else
+   hf), and of the exported checkpoint reloaded by ``transformers`` to the hooked-in edit.
 2. **Bundled model** (``--full``; the quick run uses the tiny Llama): per backend, the training step
    against the backend's own frozen floor (:func:`benchmarks.run.bench_train`), option scoring of
    the demo's questions (examples/s, the same picks) and greedy generation against ``transformers``'
@@ -49,6 +50,7 @@ def family_table(tmp: Path) -> list[dict[str, Any]]:
 
     from jola_lens import JoLAModel, load_model
     from jola_lens.backends.export import ExportError, save_merged_hf
+    from jola_lens.loading import hooked_available
     from jola_lens.testing import TINY_FAMILIES, save_tiny_checkpoint
 
     real = MASK.bool()
@@ -56,13 +58,15 @@ def family_table(tmp: Path) -> list[dict[str, Any]]:
     for fam in TINY_FAMILIES:
         ckpt = save_tiny_checkpoint(tmp / fam, family=fam)
         ref = AutoModelForCausalLM.from_pretrained(ckpt).eval()
-        models = {"hf": load_model(ckpt, backend="hf")}
-        try:
-            models["hooked"] = load_model(ckpt)
-        except Exception as e:  # the families TransformerLens 3.9 does not convert
-            hooked_error = type(e).__name__
+        models = {"hf": load_model(ckpt, backend="hf"), "bridge": load_model(ckpt, backend="bridge")}
+        hooked_error = None
+        if hooked_available():
+            try:
+                models["hooked"] = load_model(ckpt, backend="hooked")
+            except Exception as e:  # the families TransformerLens 3.9 does not convert
+                hooked_error = f"not converted by TransformerLens 3.9 ({type(e).__name__})"
         else:
-            hooked_error = None
+            hooked_error = "TransformerLens 4.x has no HookedTransformer"
         edited = {}
         for backend, model in models.items():
             seen: dict[str, torch.Tensor] = {}
@@ -79,21 +83,22 @@ def family_table(tmp: Path) -> list[dict[str, Any]]:
             with jm.applied():
                 edited[backend] = model(TOKENS, attention_mask=MASK)
             row = {"family": fam, "backend": backend, "hook_input_max_abs_diff": hook_diff}
-            if backend == "hf":
+            if backend != "hooked":
                 try:
-                    info = save_merged_hf(jm, tmp / f"{fam}_export")
+                    info = save_merged_hf(jm, tmp / f"{fam}_{backend}_export")
                     row["export"] = info["architecture"]
                     row["export_max_abs_diff"] = info["max_abs_diff"]
                 except ExportError as e:
                     row["export"] = f"refused: {str(e).split(':')[0]}"
             rows.append(row)
+        reference = "hooked" if "hooked" in edited else "hf"
         for row in rows:
             if row["family"] == fam:
-                if "hooked" in edited:
-                    row["logits_vs_hooked_max_abs_diff"] = float(
-                        (edited[row["backend"]] - edited["hooked"])[real].abs().max())
-                elif row["backend"] == "hf":
-                    row["hooked"] = f"not converted by TransformerLens 3.9 ({hooked_error})"
+                row["reference"] = reference
+                row["logits_vs_reference_max_abs_diff"] = float(
+                    (edited[row["backend"]] - edited[reference])[real].abs().max())
+                if hooked_error and row["backend"] == "hf":
+                    row["hooked"] = hooked_error
         _log(f"{fam}: done")
     return rows
 
@@ -113,7 +118,10 @@ def bundled(full: bool, n_questions: int, rounds: int) -> dict[str, Any]:
         name = str(save_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny"))
     st = Settings.full() if full else Settings.quick_()
     picks = {}
-    for backend in ("hooked", "hf"):
+    from jola_lens.loading import hooked_available
+
+    backends = ("hooked", "bridge", "hf") if hooked_available() else ("bridge", "hf")
+    for backend in backends:
         t0 = time.time()
         model = load_model(name, backend=backend, verbose=False)
         load_s = time.time() - t0
@@ -132,7 +140,7 @@ def bundled(full: bool, n_questions: int, rounds: int) -> dict[str, Any]:
             times.append(time.time() - t0)
         picks[backend] = (p.acc, p.acc_norm)
         _log(f"{backend}: generation")
-        hf_model = model.hf if backend == "hf" else _hf_twin(name)
+        hf_model = _hf_twin(name)  # a plain HF model (the hf backend's own carries its hook wiring)
         gen = bench_generation(model, hf_model, inp.prompts[:16], rounds, 16)
         out[backend] = {
             "load_s": round(load_s, 2),
@@ -146,7 +154,8 @@ def bundled(full: bool, n_questions: int, rounds: int) -> dict[str, Any]:
             "generation_vs_hf_generate": gen["speed_ratio"],
             "generation_identical_to_hf": gen["identical_tokens"],
         }
-    out["same_picks"] = picks["hooked"] == picks["hf"]
+    out["same_picks"] = all(p == picks["hf"] for p in picks.values())
+    out["backends"] = list(backends)
     out["n_questions"] = n_questions
     return out
 
@@ -163,25 +172,27 @@ def _hf_twin(name: str) -> Any:
 def render(res: dict[str, Any]) -> str:
     lines = ["# Backends side by side", "", f"{res['when']}, {res['mode']} run, {torch.get_num_threads()} threads.", "",
              "## Parity per family (tiny random checkpoints; max abs differences, fp32)", "",
-             "| family | backend | hook_z vs HF o_proj input | edited logits vs hooked | export reloaded vs edit |",
+             "| family | backend | hook_z vs HF o_proj input | edited logits vs reference | export reloaded vs edit |",
              "|---|---|---|---|---|"]
     for r in res["families"]:
-        vs = r.get("logits_vs_hooked_max_abs_diff")
+        vs = r["logits_vs_reference_max_abs_diff"]
         exp = r.get("export_max_abs_diff")
-        lines.append(f"| {r['family']} | {r['backend']} | {r['hook_input_max_abs_diff']:.1e} | "
-                     f"{f'{vs:.1e}' if vs is not None else r.get('hooked', '-')} | "
+        ref = "reference" if r["backend"] == r["reference"] else f"{vs:.1e} (vs {r['reference']})"
+        if r.get("hooked"):
+            ref += f"; hooked: {r['hooked']}"
+        lines.append(f"| {r['family']} | {r['backend']} | {r['hook_input_max_abs_diff']:.1e} | {ref} | "
                      f"{(r['export'] + f' {exp:.1e}') if exp is not None else r.get('export', '-')} |")
     b = res.get("bundled")
     if b:
         lines += ["", f"## {'SmolLM2-135M-Instruct' if res['mode'] == 'full' else 'tiny Llama'}: each backend", "",
                   "| backend | train step vs own floor | scoring examples/s | generation tokens/s | "
                   "HF generate tokens/s | generation vs HF | same tokens as HF |", "|---|---|---|---|---|---|---|"]
-        for k in ("hooked", "hf"):
+        for k in b["backends"]:
             r = b[k]
             lines.append(f"| {k} | {r['train_step_vs_own_floor']}x | {r['scoring_examples_per_s']} | "
                          f"{r['generation_tokens_per_s']} | {r['hf_generate_tokens_per_s']} | "
                          f"{r['generation_vs_hf_generate']}x | {r['generation_identical_to_hf']} |")
-        lines += ["", f"Same option picks on both backends ({b['n_questions']} questions): {b['same_picks']}."]
+        lines += ["", f"Same option picks on every backend ({b['n_questions']} questions): {b['same_picks']}."]
     return "\n".join(lines) + "\n"
 
 

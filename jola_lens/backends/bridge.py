@@ -108,6 +108,37 @@ class BridgeHookedModel(HFHookedModel):
             if hasattr(type(module), "_update_kv_cache"):
                 self._handles.append(module.register_forward_pre_hook(_hand_over_cache, with_kwargs=True))
 
+    def run_with_cache(self, *model_args: Any, names_filter: Any = None, return_cache_object: bool = True,
+                       remove_batch_dim: bool = False, **model_kwargs: Any) -> tuple[Any, Any]:
+        """TransformerLens's ``run_with_cache``, keyed by the names asked for (``blocks.{l}.attn.hook_z``,
+        not the bridge's canonical ``blocks.{l}.attn.o.hook_in``), on this model's forward pass."""
+        from ..editors.base import attached_hooks
+
+        if names_filter is None:
+            keep = lambda name: True  # noqa: E731
+        elif isinstance(names_filter, str):
+            keep = lambda name: name == names_filter  # noqa: E731
+        elif callable(names_filter):
+            keep = names_filter
+        else:
+            wanted = set(names_filter)
+            keep = lambda name: name in wanted  # noqa: E731
+        store: dict[str, torch.Tensor] = {}
+
+        def saver(name: str) -> Any:
+            def save(t: torch.Tensor, hook: Any) -> None:
+                store[name] = (t[0] if remove_batch_dim else t).detach()
+            return save
+
+        hooks = [(name, saver(name)) for name in self.hook_dict if keep(name)]
+        with attached_hooks(self, hooks):
+            out = self(*model_args, **model_kwargs)
+        if not return_cache_object:
+            return out, store
+        from transformer_lens import ActivationCache
+
+        return out, ActivationCache(store, self, has_batch_dim=not remove_batch_dim)
+
     def gradient_checkpointing_enable(self) -> None:
         raise NotImplementedError("gradient checkpointing is not available on the bridge backend (its blocks are "
                                   "not transformers' checkpointing layers); use backend='hf'")
