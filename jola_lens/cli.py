@@ -540,9 +540,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if args.format == "hf":
         backend = "hf"  # the export folds into the HF weights themselves
     elif backend == "auto":
-        from .loading import hooked_available
+        from .loading import default_backend
 
-        backend = "hooked" if hooked_available() else "hf"
+        backend = default_backend()
     if args.format == "tl" and backend != "hooked":
         raise ValueError(f"--format tl writes TransformerLens weight names, from the hooked backend; this run is on "
                          f"the {backend} backend: use --format hf (a standard Hugging Face checkpoint), or --backend "

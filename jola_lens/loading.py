@@ -559,8 +559,9 @@ def load_model(
         backend: ``"hooked"`` (TransformerLens's HookedTransformer), ``"bridge"`` (TransformerLens's
             TransformerBridge, 3.9 and 4.x; ``model.bridge``) or ``"hf"`` (no conversion; also the
             families the hooked backend does not convert, such as GPT-2 and GPT-NeoX); the
-            default ``"auto"`` is ``"hooked"`` where TransformerLens has it (3.x) and ``"hf"``
-            otherwise (4.x). The same edit gives the same logits on all three.
+            default ``"auto"`` is ``$JOLA_LENS_BACKEND`` where set, else ``"hooked"`` where
+            TransformerLens has it (3.x) and ``"hf"`` otherwise (4.x). The same edit gives the
+            same logits on all three.
 
     Raises:
         ModelLoadError: with a message that says what failed and how to fix it.
@@ -568,13 +569,13 @@ def load_model(
     from .backends import BACKENDS
 
     if backend == "auto":
-        backend = "hooked" if hooked_available() else "hf"
+        backend = default_backend()
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "hooked" and not hooked_available():
         raise ModelLoadError(f"the hooked backend needs TransformerLens 3.x's HookedTransformer, which TransformerLens "
-                             f"{_tl_version()} removed; use backend='hf' (--backend hf), or install "
-                             "'transformer-lens>=3.9,<4'")
+                             f"{_tl_version()} removed; use backend='bridge' (TransformerLens's TransformerBridge) or "
+                             "backend='hf' (--backend bridge / hf), or install 'transformer-lens>=3.9,<4'")
     if backend == "bridge":
         from .backends.bridge import bridge_available
 
@@ -588,6 +589,24 @@ def load_model(
         model = use_kernel_layout(model) if kernel_layout else model
     model.jola_lens_source = model_source(name_or_path, backend)
     return model
+
+
+def default_backend() -> str:
+    """What ``backend="auto"`` means: ``$JOLA_LENS_BACKEND`` where set (``hooked``, ``bridge`` or ``hf``), else
+    ``"hooked"`` where TransformerLens has it (3.x) and ``"hf"`` otherwise (4.x).
+
+    Example:
+        >>> default_backend() in ("hooked", "bridge", "hf")
+        True
+    """
+    from .backends import BACKENDS
+
+    chosen = os.environ.get("JOLA_LENS_BACKEND", "").strip()
+    if chosen:
+        if chosen not in BACKENDS:
+            raise ModelLoadError(f"JOLA_LENS_BACKEND={chosen!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+        return chosen
+    return "hooked" if hooked_available() else "hf"
 
 
 def hooked_available() -> bool:

@@ -1,11 +1,12 @@
-"""The backends (issue 23): the same edit on TransformerLens's HookedTransformer and on the plain HF model.
+"""The backends (issue 23): the same edit on TransformerLens's HookedTransformer, on its TransformerBridge
+and on the plain HF model.
 
-On tiny random checkpoints of every family the hf backend knows (saved by the test, no downloads):
-the hook input is the HF output-projection input; with no hooks the hf backend's logits are the HF
-model's own; where TransformerLens converts the family, ``hook_z`` and the logits equal the hooked
-backend's, also with the same JoLA edit attached, and a few training steps from one seed give the
-same edits; ``merge()`` on the hf backend equals the hooked-in edit; scoring and greedy generation
-(KV cache) agree across backends.
+On tiny random checkpoints of every family the hf and bridge backends know (saved by the test, no
+downloads): the hook input is the HF output-projection input; with no hooks the logits are the HF
+model's own; ``hook_z`` and the logits agree across backends (against the hooked backend where
+TransformerLens 3.9 converts the family, else against hf), also with the same JoLA edit attached,
+and a few training steps from one seed give the same edits; ``merge()`` equals the hooked-in edit;
+scoring and greedy generation (KV cache) agree across backends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ MASK = torch.tensor([[1] * 7, [1] * 5 + [0, 0]])
 REAL = MASK.bool()
 #: TransformerLens 4.x (make test-tl4) has no HookedTransformer: the comparisons with it run under 3.9 (make test)
 needs_hooked = pytest.mark.skipif(not hooked_available(), reason="TransformerLens 4.x has no HookedTransformer")
-BOTH = ["hooked", "hf"] if hooked_available() else ["hf"]
+#: every backend this TransformerLens has (4.x: no hooked), and the two that wrap the HF model itself
+ALL = ["hooked", "bridge", "hf"] if hooked_available() else ["bridge", "hf"]
+ON_HF = ["bridge", "hf"]
+BOTH = ALL  # the first name of this list, kept for readers of older test ids
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,14 @@ def _max_diff(a, b):
     return (a - b)[REAL].abs().max().item()
 
 
+@pytest.mark.parametrize("backend", ON_HF)
 @pytest.mark.parametrize("family", list(TINY_FAMILIES))
-def test_hf_backend_is_the_hf_model_and_hook_z_is_the_projection_input(checkpoints, family):
+def test_hf_backend_is_the_hf_model_and_hook_z_is_the_projection_input(checkpoints, family, backend):
     from transformers import AutoModelForCausalLM
 
     ref = AutoModelForCausalLM.from_pretrained(checkpoints[family]).eval()
-    model = load_model(checkpoints[family], backend="hf")
-    assert model.cfg.backend == "hf" and model.cfg.model_type == family
+    model = load_model(checkpoints[family], backend=backend)
+    assert model.cfg.backend == backend and model.cfg.model_type == family
     seen, hooked_z = {}, {}
     proj = model.o_proj(1)
     handle = proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
@@ -68,30 +73,34 @@ def test_hf_backend_is_the_hf_model_and_hook_z_is_the_projection_input(checkpoin
     assert _max_diff(zeroed, logits) > 1e-3
 
 
-@needs_hooked
-@pytest.mark.parametrize("family", HOOKED_FAMILIES)
-def test_same_edit_same_logits_on_both_backends(checkpoints, family):
-    hooked = load_model(checkpoints[family])
-    hf = load_model(checkpoints[family], backend="hf")
-    names = lambda n: n.endswith("hook_z")  # noqa: E731
-    with torch.no_grad():
-        lh, ch = hooked.run_with_cache(TOKENS, attention_mask=MASK, names_filter=names)
-        lf, cf = hf.run_with_cache(TOKENS, attention_mask=MASK, names_filter=names)
-    assert _max_diff(lh, lf) < 1e-4
-    assert max(_max_diff(ch[k], cf[k]) for k in cf.keys()) < 1e-5
-    edited = []
-    for model in (hooked, hf):
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_same_edit_same_logits_on_every_backend(checkpoints, family):
+    """The reference is the hooked backend where TransformerLens 3.9 converts the family, else hf."""
+    backends = [b for b in ALL if b != "hooked" or family in HOOKED_FAMILIES]
+    models = [load_model(checkpoints[family], backend=b) for b in backends]
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(2)]
+    logits, caches, edited = [], [], []
+    for model in models:
+        with torch.no_grad():
+            out, cache = model.run_with_cache(TOKENS, attention_mask=MASK, names_filter=lambda n: n in names)
+        assert sorted(cache.keys()) == names  # the names asked for, on every backend
+        logits.append(out)
+        caches.append(cache)
         jm = JoLAModel(model).eval()
         randomize(jm)
         with torch.no_grad(), jm.applied():
             edited.append(model(TOKENS, attention_mask=MASK))
-    assert _max_diff(edited[0], lh) > 1e-2  # the edit changes the output...
-    assert _max_diff(edited[0], edited[1]) < 1e-4  # ...the same way on both backends
+    assert _max_diff(edited[0], logits[0]) > 1e-2  # the edit changes the output...
+    for b, out, cache, ed in zip(backends[1:], logits[1:], caches[1:], edited[1:]):
+        assert _max_diff(out, logits[0]) < 1e-4, b
+        assert max(_max_diff(cache[k], caches[0][k]) for k in names) < 1e-5, b
+        assert _max_diff(ed, edited[0]) < 1e-4, b  # ...the same way on every backend
 
 
+@pytest.mark.parametrize("backend", ON_HF)
 @pytest.mark.parametrize("family", list(TINY_FAMILIES))
-def test_merge_on_the_hf_backend_equals_the_hooked_edit(checkpoints, family):
-    model = load_model(checkpoints[family], backend="hf")
+def test_merge_on_the_hf_backend_equals_the_hooked_edit(checkpoints, family, backend):
+    model = load_model(checkpoints[family], backend=backend)
     jm = JoLAModel(model).eval()
     randomize(jm)
     with torch.no_grad():
@@ -104,15 +113,14 @@ def test_merge_on_the_hf_backend_equals_the_hooked_edit(checkpoints, family):
     assert model.o_proj(0).weight is not jm.merge().o_proj(0).weight  # a copy: the base model is untouched
 
 
-@needs_hooked
 @pytest.mark.parametrize("name", ["jola", "lofit", "iti"])
-def test_training_from_one_seed_gives_the_same_edits_on_both_backends(checkpoints, name):
+def test_training_from_one_seed_gives_the_same_edits_on_every_backend(checkpoints, name):
     options = {"lofit": {"k": 3, "stage1": {"epochs": 1}}, "iti": {"k": 2}}.get(name, {})
     data = prompt_answer_rows()
     data = [{"input_ids": [t % 37 for t in r["input_ids"]], "labels": [t % 37 if t != -100 else t for t in r["labels"]]}
             for r in data]
     states, logits = [], []
-    for backend in ("hooked", "hf"):
+    for backend in ALL:
         model = load_model(checkpoints["llama"], backend=backend)
         torch.manual_seed(0)
         ed = get_editor(model, name, **options)
@@ -121,30 +129,40 @@ def test_training_from_one_seed_gives_the_same_edits_on_both_backends(checkpoint
         states.append({k: v.detach().clone() for k, v in ed.state_dict().items() if not k.startswith("model.")})
         with torch.no_grad(), ed.applied():
             logits.append(model(TOKENS, attention_mask=MASK))
-    assert states[0].keys() == states[1].keys() and states[0]
-    for k in states[0]:
-        assert torch.allclose(states[0][k].float(), states[1][k].float(), atol=1e-4), k
-    assert _max_diff(logits[0], logits[1]) < 1e-4
+    assert states[0]
+    for b, state, out in zip(ALL[1:], states[1:], logits[1:]):
+        assert state.keys() == states[0].keys(), b
+        for k in states[0]:
+            assert torch.allclose(states[0][k].float(), state[k].float(), atol=1e-4), (b, k)
+        assert _max_diff(logits[0], out) < 1e-4, b
 
 
-@needs_hooked
-def test_scoring_and_generation_agree_across_backends(checkpoints):
+@pytest.mark.parametrize("name", ["jola", "iti"])
+def test_scoring_and_generation_agree_across_backends(checkpoints, name):
+    """Option scoring (with and without the shared-prompt KV cache) and greedy generation: JoLA, and
+    ITI, whose edit starts at the last prompt token (the cache's continuation passes are all edited)."""
     from jola_lens.eval import generate_tokens, score_token_continuations
 
     prompts = [[3, 5, 7], [4, 6, 8, 10, 1]]
     conts = [[[9, 11], [9, 12, 13]], [[2], [5, 6]]]
     scores, texts = [], []
-    for backend in ("hooked", "hf"):
+    for backend in ALL:
         model = load_model(checkpoints["llama"], backend=backend)
-        jm = JoLAModel(model).eval()
-        randomize(jm)
+        torch.manual_seed(0)
+        jm = get_editor(model, name, **({"k": 3} if name == "iti" else {})).eval()
+        if name == "jola":
+            randomize(jm)
+        else:  # ITI: steer heads (0, 1) and (1, 2) along a random direction
+            jm.shift.copy_(torch.randn(jm.shift.shape, generator=torch.Generator().manual_seed(5)))
+            jm.mask[0, 1] = jm.mask[1, 2] = True
+            jm.alpha = 3.0
         for share in (True, False):
             scores.append(score_token_continuations(jm, prompts, conts, share_prompt=share))
         texts.append(generate_tokens(jm, prompts, max_new_tokens=6))
     flat = [[s for row in run for s in row] for run in scores]
     for run in flat[1:]:
         assert max(abs(a - b) for a, b in zip(flat[0], run)) < 1e-4
-    assert texts[0] == texts[1] and all(len(t) == 6 for t in texts[0])
+    assert all(t == texts[0] for t in texts[1:]) and all(len(t) == 6 for t in texts[0])
 
 
 def test_hf_backend_refuses_an_unknown_family_and_a_bad_backend(tmp_path):
@@ -153,8 +171,9 @@ def test_hf_backend_refuses_an_unknown_family_and_a_bad_backend(tmp_path):
     d = tmp_path / "odd"
     d.mkdir()
     (d / "config.json").write_text(json.dumps({"model_type": "mamba"}))
-    with pytest.raises(ModelLoadError, match="model type 'mamba' is not supported by the hf backend"):
-        load_model(d, backend="hf")
+    for backend in ON_HF:
+        with pytest.raises(ModelLoadError, match=f"model type 'mamba' is not supported by the {backend} backend"):
+            load_model(d, backend=backend)
     with pytest.raises(ModelLoadError, match="unknown backend 'tl5'"):
         load_model(d, backend="tl5")
 
@@ -306,8 +325,115 @@ def test_an_editor_on_the_hooked_backend_exports_through_its_source(checkpoints,
         bare.save_merged_hf(tmp_path / "bare")
 
 
+@pytest.mark.parametrize("backend", ON_HF)
 @pytest.mark.parametrize("name", ["lora", "bitfit", "red"])
-def test_hooked_only_editors_say_so_on_the_hf_backend(checkpoints, name):
-    model = load_model(checkpoints["llama"], backend="hf")
-    with pytest.raises(ValueError, match="TransformerLens-only hook points .* backend='hooked'"):
+def test_hooked_only_editors_say_so_on_the_hf_backend(checkpoints, name, backend):
+    model = load_model(checkpoints["llama"], backend=backend)
+    with pytest.raises(ValueError, match=f"TransformerLens-only hook points .* the {backend} backend .* "
+                                         "backend='hooked'"):
         get_editor(model, name)
+
+
+def test_bridge_backend_is_transformer_lens_own_bridge_with_a_working_kv_cache(checkpoints):
+    """The editors' hook points are the bridge's; cached decoding (transformers 5 passes the layer cache as
+    ``cache=``, the bridge's attention reads ``past_key_values=``) fills the cache and equals the full pass."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model = load_model(checkpoints["llama"], backend="bridge")
+    assert isinstance(model.bridge, TransformerBridge)
+    assert model.hook_dict["blocks.1.attn.hook_z"] is model.bridge.blocks[1].attn.hook_z
+    assert model.blocks[1].attn.hook_z is model.bridge.blocks[1].attn.hook_z
+    ids = TOKENS[:1]
+
+    def cached() -> torch.Tensor:
+        cache = model.init_kv_cache(1)
+        model(ids[:, :4], past_kv_cache=cache)
+        out = model(ids[:, 4:], past_kv_cache=cache)
+        assert cache.hf.get_seq_length() == (7 if model._handles else 0)
+        return out
+
+    with torch.no_grad():
+        full = model(ids)[:, 4:]
+        assert (cached() - full).abs().max() < 1e-5
+        for h in model._handles:  # without the hand-over the bridge ignores the cache
+            h.remove()
+        model._handles = []
+        assert (cached() - full).abs().max() > 1e-3
+        model.rewire()
+        assert (cached() - full).abs().max() < 1e-5
+    with pytest.raises(NotImplementedError, match="backend='hf'"):
+        model.gradient_checkpointing_enable()
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_a_bridge_editor_exports_through_its_source(checkpoints, family, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = load_model(checkpoints[family], backend="bridge")
+    jm = JoLAModel(model).eval()
+    randomize(jm)
+    info = jm.save_merged_hf(tmp_path / "out")
+    assert info["max_abs_diff"] < 1e-4
+    with torch.no_grad(), jm.applied():
+        want = model(TOKENS, attention_mask=MASK)
+    got = AutoModelForCausalLM.from_pretrained(tmp_path / "out")(TOKENS, attention_mask=MASK).logits
+    assert _max_diff(got, want) < 1e-4
+
+
+def test_cli_trains_on_the_bridge_and_exports(tmp_path, capsys):
+    """train --backend bridge records the backend; eval and merge take it from the record; --format tl
+    (TransformerLens names, from the hooked backend) is refused for a bridge run with what to do."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from jola_lens.cli import main
+    from jola_lens.editors import load_editor
+    from jola_lens.testing import write_task
+
+    ckpt, task = save_tiny_checkpoint(tmp_path / "ckpt"), write_task(tmp_path / "task", n_train=40, n_test=10)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(ckpt), "--data", str(task), "--backend", "bridge", "--out", str(run),
+                 "--epochs", "1", "--no-progress", "--no-figures", "--no-generation"]) == 0
+    meta = json.loads((run / "jola_config.json").read_text())
+    assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": "bridge"}
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="on the bridge backend: use --format hf"):
+        main(["merge", str(run), "--out", str(tmp_path / "tl")])
+    assert main(["merge", str(run), "--format", "hf", "--out", str(tmp_path / "exp")]) == 0
+    assert "as a Hugging Face checkpoint (LlamaForCausalLM" in capsys.readouterr().out
+    jm = load_editor(run, load_model(ckpt, backend="bridge"))
+    with torch.no_grad(), jm.applied():
+        want = jm.model(TOKENS, attention_mask=MASK)
+    got = AutoModelForCausalLM.from_pretrained(tmp_path / "exp")(TOKENS, attention_mask=MASK).logits
+    assert _max_diff(got, want) < 1e-4
+
+
+def test_the_bundled_model_on_every_backend():
+    """SmolLM2-135M-Instruct: the same JoLA edit gives the same logits on every backend (1e-4, fp32) and the
+    same greedy text."""
+    from jola_lens.eval import generate_greedy
+
+    prompts = ["The capital of France is", "Water boils at"]
+    out, texts = {}, {}
+    for backend in ALL:
+        model = load_model("smollm2", backend=backend, verbose=False)
+        jm = JoLAModel(model).eval()
+        randomize(jm, scale=0.1)
+        tokens = model.to_tokens(prompts)
+        with torch.no_grad(), jm.applied():
+            out[backend] = model(tokens)[:, :3]  # real tokens of both prompts
+        texts[backend] = generate_greedy(jm, prompts, max_new_tokens=8)
+        del model, jm
+    ref = ALL[0]
+    for backend in ALL[1:]:
+        assert (out[backend] - out[ref]).abs().max() < 1e-4, backend
+        assert texts[backend] == texts[ref], backend
+
+
+def test_jola_lens_backend_sets_what_auto_means(checkpoints, monkeypatch):
+    monkeypatch.setenv("JOLA_LENS_BACKEND", "bridge")
+    assert load_model(checkpoints["llama"]).cfg.backend == "bridge"
+    monkeypatch.setenv("JOLA_LENS_BACKEND", "tl5")
+    with pytest.raises(ModelLoadError, match="JOLA_LENS_BACKEND='tl5' is not a backend; choose one of hooked, bridge"):
+        load_model(checkpoints["llama"])

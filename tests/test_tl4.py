@@ -7,6 +7,8 @@ parity tests of ``tests/test_backends.py`` that need no HookedTransformer run in
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from jola_lens.loading import ModelLoadError, hooked_available, load_model
@@ -26,6 +28,7 @@ def test_default_backend_is_hf_and_hooked_is_refused_clearly(tmp_path):
     from jola_lens.testing import save_tiny_checkpoint
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny")
-    assert load_model(ckpt).cfg.backend == "hf"
-    with pytest.raises(ModelLoadError, match=r"removed; use backend='hf'"):
+    assert load_model(ckpt).cfg.backend == ("hf" if "JOLA_LENS_BACKEND" not in os.environ else
+                                            os.environ["JOLA_LENS_BACKEND"])
+    with pytest.raises(ModelLoadError, match=r"removed; use backend='bridge' .* or backend='hf'"):
         load_model(ckpt, backend="hooked")

@@ -41,5 +41,9 @@ def test_quick_start_runs_as_written(tmp_path, capsys):
     acc = float(printed[0].split()[0])
     assert 0.0 <= acc <= 1.0
     assert (tmp_path / "runs" / "mine" / "edits.safetensors").is_file()
+    from jola_lens.backends import backend_of
+
+    # make test-tl4 runs this with JOLA_LENS_BACKEND=bridge: the quick start as written, on the bridge
+    assert backend_of(scope["model"]) == os.environ.get("JOLA_LENS_BACKEND", backend_of(scope["model"]))
     ed = scope["editor"]
     assert not ed.training and ed.summary()["open_gates"]["attn"]["total"] < 540  # gates closed
