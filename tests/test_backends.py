@@ -398,8 +398,8 @@ def test_cli_trains_on_the_bridge_and_exports(tmp_path, capsys):
     meta = json.loads((run / "jola_config.json").read_text())
     assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": "bridge"}
     capsys.readouterr()
-    with pytest.raises(ValueError, match="on the bridge backend: use --format hf"):
-        main(["merge", str(run), "--out", str(tmp_path / "tl")])
+    assert main(["merge", str(run), "--out", str(tmp_path / "tl")]) == 2
+    assert "on the bridge backend: use --format hf" in capsys.readouterr().err
     assert main(["merge", str(run), "--format", "hf", "--out", str(tmp_path / "exp")]) == 0
     assert "as a Hugging Face checkpoint (LlamaForCausalLM" in capsys.readouterr().out
     jm = load_editor(run, load_model(ckpt, backend="bridge"))
@@ -437,3 +437,21 @@ def test_jola_lens_backend_sets_what_auto_means(checkpoints, monkeypatch):
     monkeypatch.setenv("JOLA_LENS_BACKEND", "tl5")
     with pytest.raises(ModelLoadError, match="JOLA_LENS_BACKEND='tl5' is not a backend; choose one of hooked, bridge"):
         load_model(checkpoints["llama"])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_lofit_merges_on_every_backend(checkpoints, backend):
+    model = load_model(checkpoints["llama"], backend=backend)
+    ed = get_editor(model, "lofit", k=3).eval()
+    mask = torch.zeros(2, 4, dtype=torch.bool)
+    mask[0, 1] = mask[1, 2] = True
+    ed.edit.set_head_mask(mask)
+    with torch.no_grad():
+        for p in ed.edit_parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)))
+        with ed.applied():
+            edited = model(TOKENS, attention_mask=MASK)
+        merged = ed.merge()(TOKENS, attention_mask=MASK)
+        plain = model(TOKENS, attention_mask=MASK)
+    assert _max_diff(edited, plain) > 1e-2
+    assert _max_diff(merged, edited) < 1e-4
