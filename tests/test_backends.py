@@ -103,14 +103,18 @@ def test_merge_on_the_hf_backend_equals_the_hooked_edit(checkpoints, family, bac
     model = load_model(checkpoints[family], backend=backend)
     jm = JoLAModel(model).eval()
     randomize(jm)
+    _assert_merge_is_the_edit(model, jm)
+    assert model.o_proj(0).weight is not jm.merge().o_proj(0).weight  # a copy: the base model is untouched
+
+
+def _assert_merge_is_the_edit(model, editor):
     with torch.no_grad():
-        with jm.applied():
+        with editor.applied():
             edited = model(TOKENS, attention_mask=MASK)
-        merged = jm.merge()(TOKENS, attention_mask=MASK)
+        merged = editor.merge()(TOKENS, attention_mask=MASK)
         plain = model(TOKENS, attention_mask=MASK)
     assert _max_diff(edited, plain) > 1e-2
     assert _max_diff(merged, edited) < 1e-4
-    assert model.o_proj(0).weight is not jm.merge().o_proj(0).weight  # a copy: the base model is untouched
 
 
 @pytest.mark.parametrize("name", ["jola", "lofit", "iti"])
@@ -210,22 +214,30 @@ def test_export_round_trip(checkpoints, family, tmp_path):
     assert mine and theirs[:len(mine)] == mine  # ours stops at EOS, theirs was told not to
 
 
-@needs_hooked
-def test_cli_trains_on_the_hf_backend_and_merges_to_an_hf_checkpoint(tmp_path, capsys):
-    """train --backend hf -> merge --format hf (model from the run's record) -> the checkpoint loads on
-    both backends (TransformerLens's converter keeps the new biases) with the edited logits."""
+def _train_by_cli(tmp_path, backend):
+    """``jola-lens train --backend BACKEND`` on a tiny checkpoint: (checkpoint, run folder); the run records both."""
     import json
 
     from jola_lens.cli import main
-    from jola_lens.editors import load_editor
     from jola_lens.testing import write_task
 
     ckpt, task = save_tiny_checkpoint(tmp_path / "ckpt"), write_task(tmp_path / "task", n_train=40, n_test=10)
     run = tmp_path / "run"
-    assert main(["train", "--model", str(ckpt), "--data", str(task), "--backend", "hf", "--out", str(run),
+    assert main(["train", "--model", str(ckpt), "--data", str(task), "--backend", backend, "--out", str(run),
                  "--epochs", "1", "--no-progress", "--no-figures", "--no-generation"]) == 0
     meta = json.loads((run / "jola_config.json").read_text())
-    assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": "hf"}
+    assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": backend}
+    return ckpt, run
+
+
+@needs_hooked
+def test_cli_trains_on_the_hf_backend_and_merges_to_an_hf_checkpoint(tmp_path, capsys):
+    """train --backend hf -> merge --format hf (model from the run's record) -> the checkpoint loads on
+    both backends (TransformerLens's converter keeps the new biases) with the edited logits."""
+    from jola_lens.cli import main
+    from jola_lens.editors import load_editor
+
+    ckpt, run = _train_by_cli(tmp_path, "hf")
     assert main(["merge", str(run), "--format", "hf", "--out", str(tmp_path / "exp")]) == 0
     out = capsys.readouterr()
     assert "as a Hugging Face checkpoint (LlamaForCausalLM" in out.out and "attention_bias=True" in out.out
@@ -303,11 +315,12 @@ def test_bf16_base_with_fp32_edits_trains_and_merges(checkpoints, backend):
     assert _max_diff(merged, edited) < 2e-2
 
 
-@needs_hooked
-def test_an_editor_on_the_hooked_backend_exports_through_its_source(checkpoints, tmp_path):
+@pytest.mark.parametrize(("backend", "family"), [
+    pytest.param("hooked", "llama", marks=needs_hooked), ("bridge", "llama"), ("bridge", "gpt2")])
+def test_an_editor_on_another_backend_exports_through_its_source(checkpoints, tmp_path, backend, family):
     from transformers import AutoModelForCausalLM
 
-    model = load_model(checkpoints["llama"])
+    model = load_model(checkpoints[family], backend=backend)
     jm = JoLAModel(model).eval()
     randomize(jm)
     info = jm.save_merged_hf(tmp_path / "out")
@@ -316,16 +329,19 @@ def test_an_editor_on_the_hooked_backend_exports_through_its_source(checkpoints,
         want = model(TOKENS, attention_mask=MASK)
     got = AutoModelForCausalLM.from_pretrained(tmp_path / "out")(TOKENS, attention_mask=MASK).logits
     assert _max_diff(got, want) < 1e-4
+
+
+@needs_hooked
+def test_a_model_built_by_hand_cannot_be_exported(checkpoints, tmp_path):
     from transformer_lens import HookedTransformer
 
     from jola_lens.backends.export import ExportError
 
-    bare = JoLAModel(HookedTransformer(model.cfg))  # built by hand: no checkpoint to go back to
+    bare = JoLAModel(HookedTransformer(load_model(checkpoints["llama"]).cfg))  # no checkpoint to go back to
     with pytest.raises(ExportError, match="not loaded by jola_lens.load_model"):
         bare.save_merged_hf(tmp_path / "bare")
 
 
-@pytest.mark.parametrize("backend", ON_HF)
 @pytest.mark.parametrize("name", ["lora", "bitfit", "red"])
 def test_hooked_only_editors_say_so_on_the_hf_backend(checkpoints, name, backend):
     model = load_model(checkpoints["llama"], backend=backend)
@@ -365,38 +381,15 @@ def test_bridge_backend_is_transformer_lens_own_bridge_with_a_working_kv_cache(c
         model.gradient_checkpointing_enable()
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_a_bridge_editor_exports_through_its_source(checkpoints, family, tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    model = load_model(checkpoints[family], backend="bridge")
-    jm = JoLAModel(model).eval()
-    randomize(jm)
-    info = jm.save_merged_hf(tmp_path / "out")
-    assert info["max_abs_diff"] < 1e-4
-    with torch.no_grad(), jm.applied():
-        want = model(TOKENS, attention_mask=MASK)
-    got = AutoModelForCausalLM.from_pretrained(tmp_path / "out")(TOKENS, attention_mask=MASK).logits
-    assert _max_diff(got, want) < 1e-4
-
-
 def test_cli_trains_on_the_bridge_and_exports(tmp_path, capsys):
     """train --backend bridge records the backend; eval and merge take it from the record; --format tl
     (TransformerLens names, from the hooked backend) is refused for a bridge run with what to do."""
-    import json
-
     from transformers import AutoModelForCausalLM
 
     from jola_lens.cli import main
     from jola_lens.editors import load_editor
-    from jola_lens.testing import write_task
 
-    ckpt, task = save_tiny_checkpoint(tmp_path / "ckpt"), write_task(tmp_path / "task", n_train=40, n_test=10)
-    run = tmp_path / "run"
-    assert main(["train", "--model", str(ckpt), "--data", str(task), "--backend", "bridge", "--out", str(run),
-                 "--epochs", "1", "--no-progress", "--no-figures", "--no-generation"]) == 0
-    meta = json.loads((run / "jola_config.json").read_text())
-    assert meta["model_source"] == {"name_or_path": str(ckpt.resolve()), "backend": "bridge"}
+    ckpt, run = _train_by_cli(tmp_path, "bridge")
     capsys.readouterr()
     assert main(["merge", str(run), "--out", str(tmp_path / "tl")]) == 2
     assert "on the bridge backend: use --format hf" in capsys.readouterr().err
@@ -449,9 +442,4 @@ def test_lofit_merges_on_every_backend(checkpoints, backend):
     with torch.no_grad():
         for p in ed.edit_parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)))
-        with ed.applied():
-            edited = model(TOKENS, attention_mask=MASK)
-        merged = ed.merge()(TOKENS, attention_mask=MASK)
-        plain = model(TOKENS, attention_mask=MASK)
-    assert _max_diff(edited, plain) > 1e-2
-    assert _max_diff(merged, edited) < 1e-4
+    _assert_merge_is_the_edit(model, ed)
