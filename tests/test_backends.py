@@ -342,6 +342,7 @@ def test_a_model_built_by_hand_cannot_be_exported(checkpoints, tmp_path):
         bare.save_merged_hf(tmp_path / "bare")
 
 
+@pytest.mark.parametrize("backend", ON_HF)
 @pytest.mark.parametrize("name", ["lora", "bitfit", "red"])
 def test_hooked_only_editors_say_so_on_the_hf_backend(checkpoints, name, backend):
     model = load_model(checkpoints["llama"], backend=backend)
