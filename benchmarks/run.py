@@ -31,8 +31,10 @@ Inference runs under ``torch.inference_mode()``. Peak RSS is read in a fresh sub
 3. Evaluation throughput (examples/s) of the hooked model: label-likelihood scoring
    (``label_likelihood_predict``) and generation (``generate_greedy``, 16 tokens, stop at a newline),
    batch 16 against one example at a time.
-4. Peak RSS (``ru_maxrss``) of a short training run and of an evaluation, each in a subprocess
-   (``python -m benchmarks.run --child train|eval``); model loading included.
+4. Peak RSS (``VmHWM``) of a short training run and of an evaluation, each in a subprocess
+   (``python -m benchmarks.run --child train|eval``); model loading included. And the peak over 3
+   training steps on one batch of 8 (``--child step_hooked|step_hf|step_floor_hf``): JoLA on the hooked and
+   the hf backend, and the plain Hugging Face floor, against the original code's figure on that batch.
 5. Trainable parameters, their share of the model, the number of heads, and the open gates after
    training from a demo ``results.json``.
 6. The demo's wall time, ``demo_seconds`` from a demo ``results.json`` (``make demo`` writes one).
@@ -61,14 +63,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = "benchmarks/results"
 DEFAULT_DEMO_RESULTS = "demo_out/results.json"
 
-# key -> (comparison, threshold, unit shown in the table)
+# The original code's (``jola==0.0.1``, RoPE patched) peak over training steps on the same 8-example batch,
+# measured side by side with jola_lens on 2026-12-01 (issue 25: VmHWM of the worker, 1 thread); not re-run
+# here (it needs the original repository's modified transformers modelling files).
+ORIGINAL_CODE_STEP_PEAK_MB = 1667.0
+
+# key -> (comparison, threshold)
 TARGETS: dict[str, tuple[str, float]] = {
     "train_step_ratio": ("<=", 1.10),
     "hooked_forward_ratio": ("<=", 1.05),
     "merged_forward_ratio": ("<=", 1.01),
-    "batched_eval_speedup": (">=", 4.0),
+    # batch 16 >= 4x one at a time was retired by issue 25 (2 cores: its profiled ceiling is about 2x)
     "train_peak_rss_mb": ("<", 4096.0),
-    "demo_seconds": ("<", 900.0),
+    # issue 25: a training step's peak no higher than the original code's on the same batch
+    "step_peak_rss_mb": ("<=", ORIGINAL_CODE_STEP_PEAK_MB),
+    "demo_seconds": ("<", 360.0),
 }
 
 REQUIRED_KEYS = (
@@ -576,6 +585,84 @@ def child_main(kind: str, quick: bool) -> dict[str, Any]:
     return out
 
 
+STEP_CHILDREN = ("step_hooked", "step_hf", "step_floor_hf")
+
+
+def _step_checkpoint(quick: bool, tmp: Path) -> Path:
+    if quick:
+        from jola_lens.testing import save_tiny_checkpoint
+
+        return Path(save_tiny_checkpoint(tmp / "tiny"))
+    from jola_lens.loading import bundled_checkpoint_dir
+
+    return Path(bundled_checkpoint_dir())
+
+
+def step_child_main(kind: str, quick: bool, steps: int = 3) -> dict[str, Any]:
+    """Peak RSS over ``steps`` training steps on ONE batch of 8 (the trainer's first, seed 42), in this fresh
+    process: JoLA on the hooked or the hf backend, or the plain Hugging Face floor (the frozen
+    ``AutoModelForCausalLM``, one dummy scalar on layer 0's output-projection input, the same answer-only
+    loss, AdamW), the workload the original code's figure is for."""
+    import tempfile
+
+    from jola_lens.tasks import length_grouped_batches
+    from jola_lens.train import collate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _step_checkpoint(quick, Path(tmp))
+        if kind == "step_floor_hf":
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32)
+            model.requires_grad_(False)
+            model.tokenizer = AutoTokenizer.from_pretrained(str(ckpt))
+            model.cfg = None
+        else:
+            from jola_lens.loading import load_model
+
+            model = load_model(str(ckpt), backend="hooked" if kind == "step_hooked" else "hf", verbose=False)
+        out: dict[str, Any] = {"kind": kind, "rss_after_load_mb": current_rss_mb(),
+                               "peak_rss_after_load_mb": peak_rss_mb()}
+        inp = load_inputs(model, quick)
+        pad = _pad_id(model)
+        lengths = [len(e["input_ids"]) for e in inp.train_tok]
+        first = next(b for b in length_grouped_batches(lengths, 8, seed=42) if len(b) == 8)
+        batch = collate([inp.train_tok[i] for i in first], pad)
+        if kind == "step_floor_hf":
+            dummy = torch.nn.Parameter(torch.ones(()))
+            opt = torch.optim.AdamW([dummy], lr=1e-3)
+            o_proj = model.model.layers[0].self_attn.o_proj
+            o_proj.register_forward_pre_hook(lambda mod, args: (args[0] * dummy,) + tuple(args[1:]))
+
+            def step() -> None:
+                ids, mask = batch["input_ids"], batch["attention_mask"]
+                hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+                targets = batch["labels"][:, 1:]
+                b, t = (targets != -100).nonzero(as_tuple=True)
+                logits = model.lm_head(hidden[b, t])
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets[b, t])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        else:
+            from jola_lens.model import JoLAModel
+            from jola_lens.recipes import DEMO_DEFAULTS
+            from jola_lens.train import JoLATrainer, TrainConfig
+
+            jm = JoLAModel(model)
+            trainer = JoLATrainer(jm, inp.train_tok, None, TrainConfig(**DEMO_DEFAULTS, seed=42), progress=False,
+                                  pad_id=pad)
+            jm.train()
+
+            def step() -> None:
+                trainer._train_step(batch)
+        for _ in range(steps):
+            step()
+        out.update(peak_rss_mb=peak_rss_mb(), rss_end_mb=current_rss_mb(), steps=steps,
+                   batch_shape=list(batch["input_ids"].shape))
+    return out
+
+
 def run_child(kind: str, quick: bool, threads: int | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.run", "--child", kind] + (["--quick"] if quick else [])
     cmd += ["--threads", str(threads)] if threads is not None else []
@@ -795,6 +882,16 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         f"{res['train_peak_rss_mb']:,.0f} MB (after load {rt['peak_rss_after_load_mb']:,.0f} MB)")
     add(f"peak RSS, evaluation ({re_.get('examples')} examples, batch {re_.get('batch_size')})", "eval_peak_rss_mb",
         f"{res['eval_peak_rss_mb']:,.0f} MB (after load {re_['peak_rss_after_load_mb']:,.0f} MB)")
+    sh = res["rss"].get("step_hooked")
+    if sh:
+        n, shape = sh.get("steps"), "x".join(str(x) for x in sh.get("batch_shape", []))
+        add(f"peak RSS, {n} JoLA training steps on one batch ({shape} tokens), hooked backend, vs the original "
+            "code's on the same batch (issue 25's figure)", "step_peak_rss_mb",
+            f"{res['step_peak_rss_mb']:,.0f} MB vs {res['step_peak_rss_original_code_mb']:,.0f} MB "
+            f"({res['step_peak_rss_mb'] / res['step_peak_rss_original_code_mb']:.2f}x)")
+        add("the same, hf backend / plain Hugging Face floor (frozen model, one dummy scalar, same loss)", None,
+            f"{res['step_peak_rss_hf_backend_mb']:,.0f} MB / {res['step_peak_rss_hf_floor_mb']:,.0f} MB "
+            f"({res['step_peak_rss_hf_backend_mb'] / res['step_peak_rss_hf_floor_mb']:.2f}x)")
     add("trainable parameters (share of the model)", "trainable_params",
         f"{res['trainable_params']:,} ({100 * res['trainable_share']:.4f}% of {res['model_params']:,})")
     add("attention heads (layers x heads)", "n_heads_total",
@@ -886,9 +983,15 @@ def run_benchmarks(quick: bool, out_dir: str | Path, demo_results: str | None = 
 
     _log("4/4 peak RSS (subprocesses)")
     rss = {"train": run_child("train", quick, threads), "eval": run_child("eval", quick, threads)}
+    for kind in STEP_CHILDREN:  # one batch, a few steps: the workload of the original code's figure
+        rss[kind] = run_child(kind, quick, threads)
     res["rss"] = rss
     res["train_peak_rss_mb"] = rss["train"]["peak_rss_mb"]
     res["eval_peak_rss_mb"] = rss["eval"]["peak_rss_mb"]
+    res["step_peak_rss_mb"] = rss["step_hooked"]["peak_rss_mb"]
+    res["step_peak_rss_hf_backend_mb"] = rss["step_hf"]["peak_rss_mb"]
+    res["step_peak_rss_hf_floor_mb"] = rss["step_floor_hf"]["peak_rss_mb"]
+    res["step_peak_rss_original_code_mb"] = ORIGINAL_CODE_STEP_PEAK_MB
 
     res.update(read_demo_results(resolve_demo_path(demo_results, quick)))
     res["passes"] = {k: (None if quick else judge(k, res.get(k))) for k in TARGETS}
@@ -917,7 +1020,7 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default {DEFAULT_DEMO_RESULTS} if present)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads(N) here and in the RSS subprocesses (default: torch's own choice)")
-    ap.add_argument("--child", choices=("train", "eval"), default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("train", "eval") + STEP_CHILDREN, default=None, help=argparse.SUPPRESS)
     return ap
 
 
@@ -935,7 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(child_main(args.child, args.quick)), flush=True)
+        fn = step_child_main if args.child in STEP_CHILDREN else child_main
+        print(json.dumps(fn(args.child, args.quick)), flush=True)
         return 0
     run_benchmarks(args.quick, args.out, args.demo_results, args.threads)
     return 0

@@ -535,6 +535,44 @@ def use_kernel_layout(model: Any) -> Any:
     return model
 
 
+def tie_unembedding(model: Any) -> bool:
+    """Let ``W_U`` share ``W_E``'s memory where the two hold the same values (tied word embeddings).
+
+    TransformerLens keeps the unembedding as its own ``[d_model, d_vocab]`` parameter even for a model
+    whose Hugging Face config ties it to the embedding (SmolLM2, Gemma, Qwen2-0.5B...): a second copy of
+    the largest matrix (108 MB for SmolLM2 in fp32). Where ``W_U`` equals ``W_E.T`` bit for bit, ``W_U``
+    becomes a view of ``W_E`` (``W_E.T``, which is also the layout :func:`use_kernel_layout` gives it);
+    values and outputs are unchanged. Returns whether it tied. ``load_model`` applies it; an in-place
+    change of one of the two then changes both, as in the Hugging Face model.
+
+    Example:
+        >>> import torch
+        >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
+        >>> cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=8, d_head=4, n_heads=2, d_vocab=10,
+        ...                               act_fn="gelu", normalization_type="RMS", seed=0)
+        >>> m = HookedTransformer(cfg)
+        >>> tie_unembedding(m)  # random, untied weights: left alone
+        False
+        >>> with torch.no_grad():
+        ...     _ = m.unembed.W_U.copy_(m.embed.W_E.T)
+        >>> tie_unembedding(m), m.unembed.W_U.data_ptr() == m.embed.W_E.data_ptr()
+        (True, True)
+    """
+    embed, unembed = getattr(model, "embed", None), getattr(model, "unembed", None)
+    w_e, w_u = getattr(embed, "W_E", None), getattr(unembed, "W_U", None)
+    if not isinstance(w_e, torch.Tensor) or not isinstance(w_u, torch.Tensor):
+        return False
+    if w_u.shape != w_e.T.shape or w_u.dtype != w_e.dtype or w_u.device != w_e.device:
+        return False
+    if w_u.data_ptr() == w_e.data_ptr():
+        return True
+    with torch.no_grad():
+        if not torch.equal(w_u, w_e.T):
+            return False
+        w_u.data = w_e.data.T
+    return True
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = "smollm2",
     *,
@@ -587,6 +625,7 @@ def load_model(
     else:
         model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
         model = use_kernel_layout(model) if kernel_layout else model
+        tie_unembedding(model)
     model.jola_lens_source = model_source(name_or_path, backend)
     return model
 

@@ -27,7 +27,6 @@ from .forward import (
     _residual,
     _tokenizer,
     _unembed,
-    length_batches,
 )
 from .target import ModelLike, _hooked, scoring_target
 
@@ -49,9 +48,9 @@ def generate_tokens(
 ) -> list[list[int]]:
     """Greedy decoding (or simple beam search) on token ids; returns the new tokens of each prompt.
 
-    Greedy (``num_beams=1``): prompts are sorted by length and batched with LEFT padding and an
-    explicit attention mask; the prompt is run once into a TransformerLens KV cache, then one
-    token per step. A row stops after it emits a token in ``eos_token_ids`` (kept as the last
+    Greedy (``num_beams=1``): prompts are sorted by length, cut into chunks of ``batch_size`` and
+    batched with LEFT padding and an explicit attention mask; the prompt is run once into a KV
+    cache, then one token per step. A row stops after it emits a token in ``eos_token_ids`` (kept as the last
     returned token) or when ``stop_fn(new_tokens)`` returns True; the batch stops when every
     row has. Batching does not change the result (beyond float round-off in near-ties).
 
@@ -94,7 +93,11 @@ def generate_tokens(
                 out[i] = _beam_search(hooked, prompts[i], num_beams, max_new_tokens, eos, length_penalty, stop_fn)
             return out
         order = sorted(range(len(prompts)), key=lambda k: -len(prompts[k]))
-        batches = length_batches(order, [len(p) for p in prompts], batch_size)
+        # Plain chunks of the length-sorted prompts (as Hugging Face's generate batches them), not
+        # length_batches' cut before a row half as long: every batch pays each decoding step in full
+        # (a small batch reads all the weights once per token), which outweighs the padded prefill.
+        # Bundled model, 16 ARC prompts x 16 tokens on 2 CPU cores: 7.9 s split in two -> 5.3 s as one.
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in _progress(batches, enabled=progress, desc="generating"):
             new = _greedy_batch(hooked, [prompts[k] for k in batch], max_new_tokens, eos, stop_fn, pad_token_id)
             for k, toks in zip(batch, new):

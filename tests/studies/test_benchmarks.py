@@ -47,6 +47,24 @@ def test_quick_run_writes_every_required_key(quick_run):
     assert all(v is None for v in res["passes"].values())  # a quick run judges no target
 
 
+def test_quick_run_records_the_one_batch_training_peaks(quick_run):
+    """Issue 25, item 4: the peak over training steps on one batch, hooked and hf backends and the plain HF
+    floor, each in its own process, against the original code's figure (recorded, never a timing)."""
+    from benchmarks.run import ORIGINAL_CODE_STEP_PEAK_MB, STEP_CHILDREN
+
+    out, _ = quick_run
+    res = json.loads((out / "latest.json").read_text())
+    for kind in STEP_CHILDREN:
+        r = res["rss"][kind]
+        assert r["kind"] == kind and r["steps"] == 3 and r["batch_shape"][0] == 8
+        assert r["peak_rss_mb"] >= r["peak_rss_after_load_mb"] > 0
+    assert res["step_peak_rss_mb"] == res["rss"]["step_hooked"]["peak_rss_mb"]
+    assert res["step_peak_rss_hf_floor_mb"] == res["rss"]["step_floor_hf"]["peak_rss_mb"]
+    assert res["step_peak_rss_original_code_mb"] == ORIGINAL_CODE_STEP_PEAK_MB
+    md = (out / "latest.md").read_text()
+    assert "vs the original code's on the same batch" in md and "plain Hugging Face floor" in md
+
+
 def test_quick_run_records_raw_timings_and_machine(quick_run):
     out, _ = quick_run
     res = json.loads((out / "latest.json").read_text())
