@@ -18,9 +18,11 @@ the table. In one process, on the same checkpoint and the same prompts:
    option's tokens but the last on top of it, and the unembedding of every position read
    (``2 * params * tokens`` for the matrix products of the blocks, ``4 * n_layers * d_model * ctx`` per
    token for attention, ``2 * d_model * d_vocab`` per read position).
-3. **Greedy generation**, 16 new tokens for 16 prompts (EOS off, so both make exactly 16): jola_lens
-   (:func:`jola_lens.eval.generate_tokens`, KV cache) against ``transformers``' ``generate`` with its KV
-   cache, left padding. The tokens must be identical; tokens/s are compared.
+3. **Greedy generation**, 16 new tokens for 16 prompts in one batch (EOS off, so all make exactly 16):
+   jola_lens (:func:`jola_lens.eval.generate_tokens`, KV cache) on the hooked backend (base weights: also
+   the path of a merged edit), the same with a JoLA edit attached (zero-valued, so the hooks run and the
+   tokens cannot change) and on the hf backend, against ``transformers``' ``generate`` with its KV cache,
+   left padding. The tokens must be identical; tokens/s are compared.
 
 lm-evaluation-harness is optional (``pip install lm_eval==0.4.13``; ``make bench`` installs it): without
 it, step 2 reports jola_lens alone and says so.
@@ -167,7 +169,7 @@ def picks(scores: list[list[float]], choices: list[list[str]]) -> tuple[list[int
 
 
 def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[list[str]], gold: list[int],
-                  rounds: int, batch_size: int) -> dict[str, Any]:
+                  rounds: int, batch_size: int, hf_backend: Any = None) -> dict[str, Any]:
     from jola_lens.eval import score_token_continuations
     from jola_lens.eval.scoring import encode_continuations
 
@@ -179,6 +181,8 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
     p_ids, c_ids = encode_continuations(model.tokenizer, prompts, choices)  # the same tokens for both
     fns: dict[str, Callable[[], Any]] = {
         "jola_lens": lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size)}
+    if hf_backend is not None:
+        fns["jola_lens_hf_backend"] = lambda: score_token_continuations(hf_backend, p_ids, c_ids, batch_size=batch_size)
     if have_lm_eval:
         fns["lm_eval"] = lambda: lm_eval_scores(hf_model, model.tokenizer, p_ids, c_ids, batch_size)
     with torch.inference_mode():
@@ -200,10 +204,32 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
         out["max_abs_score_diff"] = max(abs(x - y) for sa, sb in zip(scores["jola_lens"], scores["lm_eval"])
                                         for x, y in zip(sa, sb))
         out["speed_ratio"] = round(b["median_s"] / a["median_s"], 3)  # > 1: jola_lens faster
+        if "jola_lens_hf_backend" in out:
+            h = out["jola_lens_hf_backend"]
+            h["same_picks"] = h["acc_picks"] == b["acc_picks"] and h["norm_picks"] == b["norm_picks"]
+            h["speed_ratio"] = round(b["median_s"] / h["median_s"], 3)
     return out
 
 
-def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int, new_tokens: int) -> dict[str, Any]:
+def zero_jola_edit(model: Any) -> Any:
+    """A JoLA editor on ``model`` whose edit vectors are all zero: its hooks run on every layer's ``hook_z``
+    (the cost of an attached edit) and ``(1 + g * 0) * z + g * 0`` leaves z, and so the tokens, unchanged."""
+    from jola_lens.model import JoLAModel
+
+    jm = JoLAModel(model)
+    with torch.no_grad():
+        for edit in jm.edits.values():
+            for vec in (edit.a, edit.m):
+                if vec is not None:
+                    vec.zero_()
+    return jm.eval()
+
+
+def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int, new_tokens: int,
+                     hf_backend: Any = None) -> dict[str, Any]:
+    """Greedy generation of ``new_tokens`` for every prompt in one batch: jola_lens on the hooked backend
+    (base weights, which is also a merged edit's path), the same with a JoLA edit attached (hooks on),
+    and on the hf backend where given; against ``transformers``' ``generate``."""
     from jola_lens.eval import generate_tokens
     from jola_lens.eval.forward import _encode
 
@@ -211,9 +237,9 @@ def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int,
     ids = [_encode(tok, p) for p in prompts]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
-    def ours() -> list[list[int]]:
-        return generate_tokens(model, ids, max_new_tokens=new_tokens, batch_size=len(ids), eos_token_ids=[],
-                               pad_token_id=pad)
+    def gen(m: Any) -> Callable[[], list[list[int]]]:
+        return lambda: generate_tokens(m, ids, max_new_tokens=new_tokens, batch_size=len(ids), eos_token_ids=[],
+                                       pad_token_id=pad)
 
     def hf() -> list[list[int]]:
         width = max(len(p) for p in ids)
@@ -232,21 +258,31 @@ def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int,
             hf_model.generation_config.eos_token_id = saved
         return [row[width:].tolist() for row in out]
 
+    fns = {"jola_lens": gen(model), "jola_lens_edit_attached": gen(zero_jola_edit(model)), "hf_generate": hf}
+    if hf_backend is not None:
+        fns["jola_lens_hf_backend"] = gen(hf_backend)
     with torch.inference_mode():
-        times, texts = _interleaved_keeping_results({"jola_lens": ours, "hf_generate": hf}, rounds)
-    out: dict[str, Any] = {"n_prompts": len(ids), "new_tokens": new_tokens, "rounds": rounds}
+        times, texts = _interleaved_keeping_results(fns, rounds)
+    out: dict[str, Any] = {"n_prompts": len(ids), "new_tokens": new_tokens, "rounds": rounds,
+                           "variants": [n for n in fns if n != "hf_generate"]}
     for name, ts in times.items():
         med = statistics.median(ts)
         out[name] = {"seconds": [round(t, 2) for t in ts], "median_s": round(med, 2),
                      "tokens_per_s": round(len(ids) * new_tokens / med, 2)}
-    out["identical_tokens"] = texts["jola_lens"] == texts["hf_generate"]
-    out["rows_identical"] = sum(a == b for a, b in zip(texts["jola_lens"], texts["hf_generate"]))
-    out["speed_ratio"] = round(out["hf_generate"]["median_s"] / out["jola_lens"]["median_s"], 3)
+    for name in out["variants"]:
+        out[name]["identical_tokens"] = texts[name] == texts["hf_generate"]
+        out[name]["rows_identical"] = sum(a == b for a, b in zip(texts[name], texts["hf_generate"]))
+        out[name]["speed_ratio"] = round(out["hf_generate"]["median_s"] / out[name]["median_s"], 3)
+    out["identical_tokens"] = all(out[n]["identical_tokens"] for n in out["variants"])  # every variant
+    out["rows_identical"] = out["jola_lens"]["rows_identical"]
+    out["speed_ratio"] = out["jola_lens"]["speed_ratio"]
     return out
 
 
 # ---- driver --------------------------------------------------------------------------------------------
-def load_models(quick: bool, tmp: Path) -> tuple[Any, Any]:
+def load_models(quick: bool, tmp: Path, hf_backend: bool = False) -> tuple[Any, ...]:
+    """The hooked model and the Hugging Face model of the same checkpoint (and jola_lens's hf backend on it,
+    with ``hf_backend``)."""
     from transformers import AutoModelForCausalLM
 
     from jola_lens import load_model
@@ -263,7 +299,11 @@ def load_models(quick: bool, tmp: Path) -> tuple[Any, Any]:
     model.requires_grad_(False)
     hf_model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
     hf_model.requires_grad_(False)
-    return model, hf_model
+    if not hf_backend:
+        return model, hf_model
+    backend = load_model(str(ckpt), backend="hf", verbose=False)
+    backend.requires_grad_(False)
+    return model, hf_model, backend
 
 
 def run(quick: bool, n: int, rounds: int, batch_size: int, out_dir: Path) -> dict[str, Any]:
@@ -274,17 +314,17 @@ def run(quick: bool, n: int, rounds: int, batch_size: int, out_dir: Path) -> dic
     set_offline_env()
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        model, hf_model = load_models(quick, Path(tmp))
+        model, hf_model, hf_backend = load_models(quick, Path(tmp), hf_backend=True)
         cfg = model.cfg
         res: dict[str, Any] = {"model": cfg.model_name, "threads": torch.get_num_threads(),
                                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_avg_start": os.getloadavg()}
         res["gemm"] = gemm_peak(cfg.d_model, cfg.d_mlp, cfg.d_vocab, rows=64 if quick else 512)
         _log(f"GEMM peak {res['gemm']['peak_gflops']} GFLOP/s {res['gemm']['shapes']}")
         prompts, choices, gold = tiny_questions(n) if quick else demo_questions(model, n)
-        res["scoring"] = bench_scoring(model, hf_model, prompts, choices, gold, rounds, batch_size)
-        res["generation"] = bench_generation(model, hf_model, prompts[:16], rounds, 16)
+        res["scoring"] = bench_scoring(model, hf_model, prompts, choices, gold, rounds, batch_size, hf_backend)
+        res["generation"] = bench_generation(model, hf_model, prompts[:16], rounds, 16, hf_backend=hf_backend)
     peak = res["gemm"]["peak_gflops"]
-    for name in ("jola_lens", "lm_eval"):
+    for name in ("jola_lens", "jola_lens_hf_backend", "lm_eval"):
         if isinstance(res["scoring"].get(name), dict):
             res["scoring"][name]["share_of_peak"] = round(res["scoring"][name]["gflops"] / peak, 3) if peak else None
     res["load_avg_end"] = os.getloadavg()
@@ -314,15 +354,27 @@ def render(res: dict[str, Any]) -> str:
     else:
         lines.append(f"| option scoring, {s['n_questions']} questions: examples/s | {ours['examples_per_s']} | "
                      "lm-eval not installed | - |")
+    hb = s.get("jola_lens_hf_backend")
+    if hb:
+        lines.append(f"| option scoring, the same on the hf backend: examples/s | {hb['examples_per_s']} | "
+                     + (f"lm-eval HFLM {s['lm_eval']['examples_per_s']} | {hb['speed_ratio']}x (same picks: "
+                        f"{hb['same_picks']}) |" if s["lm_eval_installed"] else "- | - |"))
+        lines.append(f"| the same: achieved GFLOP/s and share of the GEMM peak | {hb['gflops']} "
+                     f"({hb['share_of_peak'] or 0:.0%}) | - | - |")
     lines.append(f"| option scoring: achieved GFLOP/s (FLOPs {s['flops'] / 1e9:.1f} G) and share of the GEMM peak | "
                  f"{ours['gflops']} ({ours['share_of_peak'] or 0:.0%}) | "
                  + (f"lm-eval on the same FLOP count: {s['lm_eval']['gflops']}" if s["lm_eval_installed"] else "-")
                  + " | - |")
-    lines.append(f"| greedy generation, {g['n_prompts']} prompts x {g['new_tokens']} tokens: tokens/s | "
-                 f"{g['jola_lens']['tokens_per_s']} | HF generate {g['hf_generate']['tokens_per_s']} | "
-                 f"{g['speed_ratio']}x |")
-    lines.append(f"| greedy generation: identical tokens | {g['identical_tokens']} "
-                 f"({g['rows_identical']} of {g['n_prompts']} rows) | - | - |")
+    label = {"jola_lens": "hooked backend (base or merged weights)",
+             "jola_lens_edit_attached": "hooked backend, JoLA edit attached (zero edit: hooks run)",
+             "jola_lens_hf_backend": "hf backend"}
+    for name in g.get("variants", ["jola_lens"]):
+        v = g[name]
+        lines.append(f"| greedy generation, {g['n_prompts']} prompts x {g['new_tokens']} tokens in one batch, "
+                     f"{label.get(name, name)}: tokens/s | {v['tokens_per_s']} | HF generate "
+                     f"{g['hf_generate']['tokens_per_s']} | {v['speed_ratio']}x |")
+        lines.append(f"| the same: identical tokens | {v['identical_tokens']} ({v['rows_identical']} of "
+                     f"{g['n_prompts']} rows) | - | - |")
     lines += ["", "Medians over interleaved rounds; every timing in side_by_side.json.", ""]
     return "\n".join(lines)
 
