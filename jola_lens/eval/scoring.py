@@ -221,8 +221,14 @@ def _score_sharing_prompt(
     cache, resid = _prefill(hooked, prompts, pad_token_id=0)
     first_lp = torch.log_softmax(_unembed(hooked, resid[:, -1]).float(), dim=-1)  # [n, vocab]
     scores = [first_lp[b, conts[b][j][0]].double() for b, j in row_of]
-    if cwidth > 0:
-        rows = torch.tensor([b for b, _ in row_of], device=device)
+    # Continuations run on top of the cached prompt, grouped by length (length_batches' cut before a row
+    # half as long): one [rows, longest] pass for all would spend up to half of its work on padding when
+    # option texts differ in length (ARC-Easy: 1 to 12 tokens after the first).
+    spans = [len(conts[b][j]) - 1 for b, j in row_of]
+    by_len = sorted((r for r in range(len(row_of)) if spans[r] > 0), key=lambda r: -spans[r])
+    for group in length_batches(by_len, spans, len(row_of)):
+        gwidth = spans[group[0]]
+        rows = torch.tensor([row_of[r][0] for r in group], device=device)
         if hasattr(cache, "select_rows"):  # the hf backend's cache
             expanded = cache.select_rows(rows)
         else:
@@ -233,23 +239,22 @@ def _score_sharing_prompt(
                 previous_attention_mask=cache.previous_attention_mask[rows.to(cache.previous_attention_mask.device)],
             )
         expanded.freeze()
-        feed = torch.zeros(len(row_of), cwidth, dtype=torch.long)
-        feed_mask = torch.zeros(len(row_of), cwidth, dtype=torch.long)
-        for r, (b, j) in enumerate(row_of):
+        feed = torch.zeros(len(group), gwidth, dtype=torch.long)
+        feed_mask = torch.zeros(len(group), gwidth, dtype=torch.long)
+        for i, r in enumerate(group):
+            b, j = row_of[r]
             c = conts[b][j][:-1]
-            if c:
-                feed[r, : len(c)] = torch.tensor(c)
-                feed_mask[r, : len(c)] = 1
+            feed[i, : len(c)] = torch.tensor(c)
+            feed_mask[i, : len(c)] = 1
         # right padding after the continuation: no real token ever attends to a pad
         cres = _residual(hooked, feed.to(device), feed_mask.to(device), expanded)
-        spans = [len(conts[b][j]) - 1 for b, j in row_of]
-        picked = torch.cat([cres[r, :k] for r, k in enumerate(spans)])
-        logits = _unembed(hooked, picked).float().split(spans)
-        for r, (b, j) in enumerate(row_of):
-            if spans[r]:
-                lp = torch.log_softmax(logits[r], dim=-1)
-                tgt = torch.tensor(conts[b][j][1:], device=lp.device)
-                scores[r] = scores[r] + lp.gather(-1, tgt[:, None]).double().sum()
+        picked = torch.cat([cres[i, : spans[r]] for i, r in enumerate(group)])
+        logits = _unembed(hooked, picked).float().split([spans[r] for r in group])
+        for i, r in enumerate(group):
+            b, j = row_of[r]
+            lp = torch.log_softmax(logits[i], dim=-1)
+            tgt = torch.tensor(conts[b][j][1:], device=lp.device)
+            scores[r] = scores[r] + lp.gather(-1, tgt[:, None]).double().sum()
     for r, (b, j) in enumerate(row_of):
         out[owners[b]][j] = float(scores[r])
 

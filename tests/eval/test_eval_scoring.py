@@ -52,7 +52,18 @@ def test_fast_path_runs_one_row_per_prompt(tiny_model):
         rows.clear()
         score_token_continuations(tiny_model, [PROMPTS[1], PROMPTS[3]], [CONTS[1], CONTS[3]], batch_size=8,
                                   fast_path=False)
-        assert rows == [2, 6]  # 7 and 4 tokens: one batch of prompts, then their 4 + 2 continuations
+        # 7 and 4 tokens: one batch of prompts, then only the 2 continuations that need a pass (the 4
+        # single-token ones are read off the prompt pass, and no longer ride along as padding)
+        assert rows == [2, 2]
+        rows.clear()
+        # continuations of 9 and 2 tokens run in separate passes on the cached prompt (no row padded to
+        # more than twice its length), and score as one row per continuation does
+        conts = [[[1, 2, 3, 4, 5, 6, 7, 8, 9], [4, 5], [6, 7, 8, 9, 10, 11, 12]]]
+        got = score_token_continuations(tiny_model, [PROMPTS[0]], conts, fast_path=False)
+        assert rows == [1, 2, 1]
+        rows.clear()
+        want = score_token_continuations(tiny_model, [PROMPTS[0]], conts, fast_path=False, share_prompt=False)
+        assert max(abs(a - b) for a, b in zip(got[0], want[0])) < 1e-4
     finally:
         tiny_model.reset_hooks()
 
