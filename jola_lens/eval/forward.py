@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import torch
@@ -119,3 +120,16 @@ def _prefill(hooked: Any, prompts: list[list[int]], pad_token_id: int) -> tuple[
     own = getattr(hooked, "init_kv_cache", None)  # the hf backend's cache
     cache = own(n) if callable(own) else _kv_cache_class().init_cache(hooked.cfg, device, n)
     return cache, _residual(hooked, tokens.to(device), mask.to(device), cache)
+
+
+def _select_cache_rows(cache: Any, rows: torch.Tensor) -> Any:
+    """A KV cache holding only ``rows`` (a 1-D index tensor; repeats allowed) of ``cache``; ``cache`` is kept."""
+    if hasattr(cache, "select_rows"):  # the hf and bridge backends' cache
+        return cache.select_rows(rows)
+    mask = cache.previous_attention_mask
+    return dataclasses.replace(
+        cache,
+        entries=[dataclasses.replace(e, past_keys=e.past_keys[rows], past_values=e.past_values[rows])
+                 for e in cache.entries],
+        previous_attention_mask=mask[rows.to(mask.device)],
+    )

@@ -25,6 +25,7 @@ from .forward import (
     _prefill,
     _progress,
     _residual,
+    _select_cache_rows,
     _tokenizer,
     _unembed,
 )
@@ -117,20 +118,22 @@ def _greedy_batch(
     n = len(prompts)
     cache, resid = _prefill(hooked, prompts, pad_token_id)
     new: list[list[int]] = [[] for _ in range(n)]
-    done = [False] * n
+    alive = list(range(n))  # the prompts still generating: row r of the cache and resid is prompt alive[r]
     for step in range(max_new_tokens):
         next_tok = _unembed(hooked, resid[:, -1]).argmax(dim=-1).tolist()
-        for b in range(n):
-            if done[b]:
-                continue
-            t = int(next_tok[b])
+        keep = []
+        for r, b in enumerate(alive):
+            t = int(next_tok[r])
             new[b].append(t)
-            if t in eos or (stop_fn is not None and stop_fn(new[b])):
-                done[b] = True
-        if all(done) or step == max_new_tokens - 1:
+            if not (t in eos or (stop_fn is not None and stop_fn(new[b]))):
+                keep.append(r)
+        if not keep or step == max_new_tokens - 1:
             break
-        feed = torch.tensor([[pad_token_id if done[b] else new[b][-1]] for b in range(n)], device=device)
-        step_mask = torch.ones(n, 1, dtype=torch.long, device=device)
+        if len(keep) < len(alive):  # finished rows leave the batch: later steps do no work for them
+            cache = _select_cache_rows(cache, torch.tensor(keep, device=device))
+            alive = [alive[r] for r in keep]
+        feed = torch.tensor([[new[b][-1]] for b in alive], device=device)
+        step_mask = torch.ones(len(alive), 1, dtype=torch.long, device=device)
         resid = _residual(hooked, feed, step_mask, cache)
     return new
 

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -34,6 +33,7 @@ from .forward import (
     _prefill,
     _progress,
     _residual,
+    _select_cache_rows,
     _tokenizer,
     _unembed,
     length_batches,
@@ -229,15 +229,7 @@ def _score_sharing_prompt(
     for group in length_batches(by_len, spans, len(row_of)):
         gwidth = spans[group[0]]
         rows = torch.tensor([row_of[r][0] for r in group], device=device)
-        if hasattr(cache, "select_rows"):  # the hf backend's cache
-            expanded = cache.select_rows(rows)
-        else:
-            expanded = dataclasses.replace(
-                cache,
-                entries=[dataclasses.replace(e, past_keys=e.past_keys[rows], past_values=e.past_values[rows])
-                         for e in cache.entries],
-                previous_attention_mask=cache.previous_attention_mask[rows.to(cache.previous_attention_mask.device)],
-            )
+        expanded = _select_cache_rows(cache, rows)
         expanded.freeze()
         feed = torch.zeros(len(group), gwidth, dtype=torch.long)
         feed_mask = torch.zeros(len(group), gwidth, dtype=torch.long)

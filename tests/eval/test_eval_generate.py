@@ -34,6 +34,23 @@ def test_generate_stops_per_row_at_eos(tiny_model):
     assert any(eos not in row for row in free)  # some rows run on while row 1 has stopped
 
 
+def test_finished_rows_leave_the_batch(tiny_model):
+    """A row that stopped is dropped from the batch and its KV cache: later steps run only the others,
+    and every row's tokens stay those of its own one-row run."""
+    free = generate_tokens(tiny_model, GEN_PROMPTS, max_new_tokens=6)
+    eos = free[1][0]
+    widths = []
+    tiny_model.hook_embed.add_hook(lambda x, hook: widths.append(x.shape[0]))
+    try:
+        out = generate_tokens(tiny_model, GEN_PROMPTS, max_new_tokens=6, eos_token_ids=[eos], batch_size=4)
+    finally:
+        tiny_model.reset_hooks()
+    single = [generate_tokens(tiny_model, [p], max_new_tokens=6, eos_token_ids=[eos])[0] for p in GEN_PROMPTS]
+    assert out == single
+    assert widths[0] == 4 and widths[1] < 4  # prompt pass of 4 rows; row 1 stopped after its first token
+    assert widths == sorted(widths, reverse=True)
+
+
 def test_generate_with_jola_model(tiny_model):
     jm = JoLAModel(tiny_model)
     randomize(jm)
