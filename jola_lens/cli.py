@@ -34,8 +34,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _diverged_error() -> tuple[type[BaseException], ...]:
-    train = sys.modules.get("jola_lens.train")
-    return (train.TrainingDiverged,) if train is not None else ()
+    """Training stopped without a result (exit 3): the run diverged, or a process of its group died."""
+    found: list[type[BaseException]] = []
+    for module, name in (("jola_lens.train", "TrainingDiverged"), ("jola_lens.distributed", "RankFailure")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_task: str = "demo") -> None:
@@ -143,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the checkpoint in --out (re-running the same command does this too)")
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="write a checkpoint every this many steps (and every epoch); 0: epochs only")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="the frozen base's dtype (edits and gates stay float32)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each layer in the backward pass instead of storing it (hf backend)")
+    p.add_argument("--device-map", default=None,
+                   help="hf backend: accelerate's placement of the base ('auto', or a JSON object of module "
+                        "names to devices, 'cpu' or 'disk'); with --offload-folder for 'disk'")
+    p.add_argument("--offload-folder", default=None, help="where --device-map's 'disk' weights go")
 
     p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
     _add_task_args(p)
@@ -384,8 +396,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown --method {args.method!r}; choose from {list_editors()}")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    from .distributed import init_from_env
+
+    dist = init_from_env()  # under accelerate launch / torchrun: join the group (data parallel training)
+    load_kw = _placement(args, dist)
+    if dist.enabled and not dist.is_main:  # rank 0 owns --out, evaluates and prints; this rank trains
+        model = _prepare(load_model(args.model or "smollm2", backend=args.backend or "auto", **load_kw), args)
+        run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=args.out, zero_shot=False,
+                       generation=False, progress=False, method=args.method, task_data=td,
+                       checkpoint_every=args.checkpoint_every)
+        return 0
     with OutputFolder(args.out, overwrite=args.overwrite, resume=True if args.resume else None) as folder:
-        model = load_model(args.model or "smollm2", backend=args.backend or "auto")
+        model = _prepare(load_model(args.model or "smollm2", backend=args.backend or "auto", **load_kw), args)
         res = run_experiment(model, spec, jola_config=jc, train_config=tc, out_dir=folder,
                              zero_shot=not args.no_zero_shot, generation=not args.no_generation,
                              progress=not args.no_progress, method=args.method, task_data=td,
@@ -395,6 +417,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     keys = ("zero_shot", args.method, "open_gates")
     print(json.dumps({k: res.results[k] for k in keys if k in res.results}, indent=2))
     return 0
+
+
+def _placement(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
+    """``load_model`` keywords from ``--dtype`` / ``--device-map`` / ``--offload-folder`` and the process's
+    rank (one GPU per rank under a launcher, where there are GPUs)."""
+    import torch
+
+    kw: dict[str, Any] = {"dtype": getattr(torch, args.dtype)}
+    if args.device_map:
+        if dist.enabled:
+            raise ValueError("--device-map spreads one model over devices; under a launcher each process holds "
+                             "its own copy: use one or the other")
+        dm = args.device_map
+        if dm.strip().startswith("{"):
+            try:
+                dm = json.loads(dm)
+            except ValueError:
+                raise ValueError(f"--device-map: not a JSON object: {args.device_map!r}") from None
+        kw.update(device_map=dm, offload_folder=args.offload_folder)
+    elif dist.enabled and torch.cuda.is_available():
+        kw["device"] = f"cuda:{dist.local_rank}"
+    return kw
+
+
+def _prepare(model: Any, args: argparse.Namespace) -> Any:
+    if args.gradient_checkpointing:
+        enable = getattr(model, "gradient_checkpointing_enable", None)
+        if enable is None:
+            raise ValueError("--gradient-checkpointing needs the hf backend (--backend hf)")
+        try:
+            enable()
+        except NotImplementedError as e:
+            raise ValueError(f"--gradient-checkpointing: {e}") from None
+    return model
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -198,6 +198,10 @@ def _meta_differences(saved: dict[str, Any] | None, here: dict[str, Any]) -> lis
     return diffs
 
 
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
 def run_experiment(
     model: Any,
     spec: TaskSpec,
@@ -230,10 +234,13 @@ def run_experiment(
         TrainingDiverged: the loss or the edits stopped being finite; no edits and no results saved.
         RunInterrupted: Ctrl-C; a checkpoint is saved, no results are written.
     """
+    from .distributed import current
     from .outdir import OutputFolder
 
     folder = None
-    if out_dir is not None:
+    if out_dir is not None and not current().is_main:  # rank > 0 of a group: rank 0 owns the folder
+        folder = _FollowerFolder(out_dir.path if isinstance(out_dir, OutputFolder) else out_dir)
+    elif out_dir is not None:
         folder = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir, overwrite=overwrite,
                                                                                    resume=resume)
     owns_claim = folder is not None and not folder.claimed
@@ -247,8 +254,47 @@ def run_experiment(
             folder.release()
 
 
+class _FollowerFolder:
+    """The run folder as a rank > 0 of a process group sees it: rank 0 claims it and decides fresh /
+    resume (told to the others in :func:`_run_experiment`); this rank only reads the checkpoint."""
+
+    claimed = True
+
+    def __init__(self, path: Any) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.state = "fresh"
+        self.checkpoint = self.path / "checkpoint"
+
+    def claim(self) -> "_FollowerFolder":
+        return self
+
+    def release(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+
 def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress, log, method,
                     editor_options, task_data, checkpoint_every):
+    from .distributed import all_reduce_sum, current
+
+    dist = current()
+    if dist.enabled:
+        # rank 0 has claimed the folder and decided fresh / resume: the others follow (and wait here while
+        # rank 0 scores the unedited model); rank 0 alone evaluates and writes
+        resuming = all_reduce_sum([1.0 if dist.is_main and folder is not None and folder.state == "resume" else 0.0])
+        if not dist.is_main:
+            zero_shot = False
+            if folder is not None and resuming[0] > 0:
+                folder.state = "resume"
+        if not dist.is_main:
+            log = _quiet
     from .outdir import atomic_write_text
     from .train import TrainingDiverged
 
@@ -310,6 +356,9 @@ def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, g
         raise RunInterrupted(f"interrupted after step {tr.steps}"
                              + (f": checkpoint in {ckpt}; re-run the same command (or add --resume) to continue"
                                 if ckpt else ": nothing was saved"), ckpt)
+    if dist.enabled and not dist.is_main:  # rank 0 evaluates and writes the results
+        results["train"] = {"steps": tr.steps, "stopped": tr.stopped, "rank": dist.rank}
+        return ExperimentResult(results, editor, trainer)
     results["train"] = {"steps": tr.steps, "epochs": tr.epochs_run, "best_epoch": tr.best_epoch,
                         "best_valid_loss": tr.best_valid_loss, "stopped": tr.stopped, "history": tr.history}
     results["train_seconds"] = tr.seconds

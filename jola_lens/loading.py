@@ -581,6 +581,8 @@ def load_model(
     verbose: bool = True,
     kernel_layout: bool = True,
     backend: str = "auto",
+    device_map: Any = None,
+    offload_folder: str | os.PathLike | None = None,
 ):
     """Load a model as a HookedTransformer whose ``hook_z`` matches the HF model (``backend="hooked"``),
     as a TransformerBridge over the HF model (``backend="bridge"``, :mod:`jola_lens.backends.bridge`),
@@ -600,6 +602,9 @@ def load_model(
             default ``"auto"`` is ``$JOLA_LENS_BACKEND`` where set, else ``"hooked"`` where
             TransformerLens has it (3.x) and ``"hf"`` otherwise (4.x). The same edit gives the
             same logits on all three.
+        device_map, offload_folder: ``hf`` backend only: accelerate's big-model placement (``"auto"`` or
+            ``{module name: "cpu" | "disk" | GPU index}``; ``offload_folder`` for ``"disk"``), for a frozen
+            base larger than one device (see :func:`jola_lens.backends.hf.load_hf_backend`).
 
     Raises:
         ModelLoadError: with a message that says what failed and how to fix it.
@@ -620,8 +625,11 @@ def load_model(
         if not bridge_available():
             raise ModelLoadError(f"the bridge backend needs TransformerLens's TransformerBridge, which TransformerLens "
                                  f"{_tl_version()} does not have; install 'transformer-lens>=3.9', or use backend='hf'")
+    if device_map is not None and backend != "hf":
+        raise ModelLoadError(f"device_map places the plain Hugging Face model: use backend='hf' (not {backend!r})")
     if backend in ("hf", "bridge"):
-        model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose, bridge=backend == "bridge")
+        model = _load_hf_backend(name_or_path, device=device, dtype=dtype, verbose=verbose, bridge=backend == "bridge",
+                                 device_map=device_map, offload_folder=offload_folder)
     else:
         model = _load_any(name_or_path, device=device, dtype=dtype, verbose=verbose)
         model = use_kernel_layout(model) if kernel_layout else model
@@ -679,7 +687,7 @@ def model_source(name_or_path: str | os.PathLike | None, backend: str = "hooked"
 
 
 def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dtype: torch.dtype, verbose: bool,
-                     bridge: bool = False):
+                     bridge: bool = False, device_map: Any = None, offload_folder: str | os.PathLike | None = None):
     from .backends.hf import FAMILIES, load_hf_backend
 
     if bridge:
@@ -707,8 +715,9 @@ def _load_hf_backend(name_or_path: str | os.PathLike | None, *, device: str, dty
             raise ModelLoadError(f"{path}: model type {model_type!r} is not supported by the {what} backend; "
                                  f"supported: {', '.join(sorted(FAMILIES))}")
     try:
+        placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
         model = load_hf_backend(path if path is not None else name, device=device, dtype=dtype,
-                                model_name=model_name)
+                                model_name=model_name, **placement)
     except Exception as e:
         if path is not None:
             tool = "TransformerBridge" if bridge else "transformers"

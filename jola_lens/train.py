@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
+from .distributed import RankFailure
 from .recipes import DEMO_DEFAULTS as _DEMO
 from .schedule import PENALTIES, SCHEDULES, GateSchedule
 from .tasks import DataCollator, length_grouped_batches
@@ -350,6 +351,12 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.bad_epochs = 0
         self._build_optimizer()
+        from .distributed import current, wrap_edit_parameters
+
+        # data parallel under accelerate launch / torchrun (jola_lens.distributed): DDP over the edit
+        # parameters only; rank 0 alone writes
+        self.dist = current()
+        self._ddp = wrap_edit_parameters(self.jola.edit_parameters()) if self.dist.enabled else None
 
     @property
     def jola(self) -> "Editor":
@@ -393,14 +400,21 @@ class Trainer:
         self.jola.eval()
         total, count = 0.0, 0
         lengths = [len(e["input_ids"]) for e in self.valid_data]
+        batches = length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False)
+        if self.dist.enabled:  # each rank its share of the batches, the sums reduced below
+            batches = batches[self.dist.rank :: self.dist.world]
         with self.jola.applied():
-            for idx in length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False):
+            for idx in batches:
                 b = self._batch(self.valid_data, idx)
                 self._observe(b)
                 loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
                 total += float(loss)
                 count += int((b["labels"][:, 1:] != -100).sum())
         self.jola.train(was_training)
+        if self.dist.enabled:
+            from .distributed import all_reduce_sum
+
+            total, count = all_reduce_sum([total, count])
         return total / max(count, 1)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -430,13 +444,13 @@ class Trainer:
                     if self._stop_requested:
                         raise KeyboardInterrupt
                     idx = batches[self.batch_in_epoch]
-                    stats = self._train_step(self._batch(self.train_data, idx))
+                    stats = self._train_step_on(idx)
                     self.batch_in_epoch += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{stats['ce']:.3f}", open=stats["open"], lam=f"{stats['lambda']:.3g}")
                     for cb in self.callbacks:
                         cb(stats)
-                    if (self.out_dir is not None and self.checkpoint_every
+                    if (self._writes and self.checkpoint_every
                             and self.step % self.checkpoint_every == 0 and self.batch_in_epoch < len(batches)):
                         self.save_checkpoint(self.out_dir / "checkpoint")
                 if stopped != "completed":
@@ -445,7 +459,7 @@ class Trainer:
                 self.batch_in_epoch = 0
                 if self._end_of_epoch():
                     stopped = "early_stopping"
-                elif self.out_dir is not None and self.epoch < c.epochs:
+                elif self._writes and self.epoch < c.epochs:
                     self.save_checkpoint(self.out_dir / "checkpoint")
                 if self._stop_requested and stopped == "completed" and self.epoch < c.epochs:
                     raise KeyboardInterrupt
@@ -457,10 +471,19 @@ class Trainer:
                 print(f"\n[jola_lens] interrupted inside step {self.step + 1}: "
                       + (f"the last checkpoint ({self.out_dir / 'checkpoint'}) is kept" if kept.is_file()
                          else "no checkpoint was written yet"), flush=True)
-            elif self.out_dir is not None:
+            elif self._writes:
                 path = self.save_checkpoint(self.out_dir / "checkpoint")
                 print(f"\n[jola_lens] interrupted after step {self.step}: checkpoint saved to {path}; continue with "
                       "Trainer.train(resume_from=...) or by re-running the same command", flush=True)
+        except RankFailure as e:
+            ckpt = self.out_dir / "checkpoint" if self.out_dir is not None else None
+            kept = ckpt is not None and (ckpt / "latest.json").is_file()
+            raise RankFailure(
+                f"rank {self.dist.rank} of {self.dist.world}: another process of the group stopped during step "
+                f"{self.step + 1} ({e}); "
+                + (f"the last checkpoint ({ckpt}, step {json.loads((ckpt / 'latest.json').read_text())['step']}) "
+                   "is intact: relaunch the same command to resume from it" if kept
+                   else "no checkpoint was written yet: relaunch to start again")) from e
         except TrainingDiverged as e:
             stopped = "diverged"
             self.diverged_message = str(e)
@@ -480,14 +503,14 @@ class Trainer:
             stopped=stopped,
             seconds=time.time() - start,
         )
-        if self.out_dir is not None and stopped == "diverged":
+        if self._writes and stopped == "diverged":
             # no run is saved for edits that diverged; the last periodic checkpoint (if any) stays
             self.out_dir.mkdir(parents=True, exist_ok=True)
             from .outdir import atomic_write_text
 
             atomic_write_text(self.out_dir / "train_result.json",
                               json.dumps({**result.to_dict(), "message": self.diverged_message}, indent=2))
-        elif self.out_dir is not None and stopped != "interrupted":
+        elif self._writes and stopped != "interrupted":
             self.save_run(self.out_dir, result)
             import shutil
 
@@ -524,26 +547,79 @@ class Trainer:
         b = collate([data[i] for i in idx], self.pad_id)
         return b if self.device is None else {k: v.to(self.device) for k, v in b.items()}
 
-    def _train_step(self, batch: dict[str, Tensor]) -> dict[str, Any]:
+    @property
+    def _writes(self) -> bool:
+        """Whether this process writes the run folder and checkpoints (rank 0 of a group, or alone)."""
+        return self.out_dir is not None and self.dist.is_main
+
+    def _n_targets(self, idx: list[int]) -> int:
+        """Answer tokens the loss averages over in examples ``idx`` (labels after the first position)."""
+        n = 0
+        for i in idx:
+            labels = self.train_data[i]["labels"]
+            n += sum(1 for t in list(labels)[1:] if int(t) != -100)
+        return n
+
+    def _train_step_on(self, idx: list[int]) -> dict[str, Any]:
+        """One optimiser step on the global batch ``idx``: all of it alone, this rank's share in a group."""
+        if self._ddp is None:
+            return self._train_step(self._batch(self.train_data, idx))
+        share = idx[self.dist.rank :: self.dist.world]
+        weight = 1.0
+        if not share:  # a last batch smaller than the group: this rank takes part with no weight
+            share, weight = idx[:1], 0.0
+        try:
+            return self._train_step(self._batch(self.train_data, share), global_targets=self._n_targets(idx),
+                                    weight=weight)
+        except RuntimeError as e:
+            from .distributed import RankFailure
+
+            if isinstance(e, RankFailure):
+                raise
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if any(w in msg.lower() for w in ("connection", "gloo", "nccl", "timed out", "peer", "broken pipe")):
+                raise RankFailure(msg) from e
+            raise
+
+    def _train_step(self, batch: dict[str, Tensor], global_targets: int | None = None,
+                    weight: float = 1.0) -> dict[str, Any]:
         self._in_step = True
-        out = self._train_step_inner(batch)
+        out = self._train_step_inner(batch, global_targets, weight)
         self._in_step = False
         return out
 
-    def _train_step_inner(self, batch: dict[str, Tensor]) -> dict[str, Any]:
+    def _train_step_inner(self, batch: dict[str, Tensor], global_targets: int | None = None,
+                          weight: float = 1.0) -> dict[str, Any]:
         c = self.config
         self.jola.before_step(self.step + 1)
         good_state = self.jola.edit_state()
         lam = self.schedule.value(self.step + 1) if self.schedule is not None else 0.0
         self._observe(batch)
-        with self.jola.applied():
-            ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-        pen = self.jola.penalty(self.step + 1, lam)
-        loss = ce + pen
-        if not bool(torch.isfinite(loss.detach())):
+        if self._ddp is None:
+            with self.jola.applied():
+                ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
+            pen = self.jola.penalty(self.step + 1, lam)
+            loss = ce + pen
+            seen = loss.detach()
+        else:
+            # this rank's answer-token loss SUM over the global count, times the world size: DDP's gradient
+            # average is then the gradient of the global batch's mean loss (as one process computes it)
+            from .distributed import all_reduce_sum
+
+            def compute() -> tuple[Tensor, Tensor, Any]:
+                with self.jola.applied():
+                    ce_sum = answer_loss(self.jola.model, batch["input_ids"], batch["labels"],
+                                         batch["attention_mask"], reduction="sum") * weight
+                pen = self.jola.penalty(self.step + 1, lam)
+                return ce_sum * (self.dist.world / max(global_targets or 1, 1)) + pen, ce_sum, pen
+
+            loss, ce_sum, pen = self._ddp(compute)
+            ce = torch.tensor(all_reduce_sum([float(ce_sum.detach())])[0] / max(global_targets or 1, 1))
+            seen = ce + (pen.detach().cpu() if torch.is_tensor(pen) else pen)  # the same on every rank
+        if not bool(torch.isfinite(seen)):
             self.jola.load_edit_state(good_state)
             raise TrainingDiverged(
-                f"training diverged at step {self.step + 1}: the loss is {float(loss.detach())}; "
+                f"training diverged at step {self.step + 1}: the loss is {float(seen)}; "
                 "the editor keeps the last finite edits, no edits were saved"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -551,11 +627,11 @@ class Trainer:
         if c.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.jola.edit_parameters(), c.max_grad_norm)
         self.optimizer.step()
-        self._check_edits(good_state, float(loss.detach()))
+        self._check_edits(good_state, float(seen))
         self.scheduler.step()
         self.step += 1
         if self.schedule is not None:
-            self.schedule.observe(float(loss.detach()))
+            self.schedule.observe(float(seen))
         self.jola.after_step(self.step)
         if self.step % c.log_gates_every == 0:
             snap = self.jola.gate_snapshot()

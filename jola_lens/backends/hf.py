@@ -447,15 +447,28 @@ class HFHookedModel(HookedRootModule):
 
 
 def load_hf_backend(path: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                    model_name: str | None = None, attn_implementation: str | None = None) -> HFHookedModel:
-    """Load a local HF checkpoint folder (``config.json`` + weights + tokenizer) as :class:`HFHookedModel`."""
+                    model_name: str | None = None, attn_implementation: str | None = None,
+                    device_map: Any = None, offload_folder: str | Path | None = None) -> HFHookedModel:
+    """Load a local HF checkpoint folder (``config.json`` + weights + tokenizer) as :class:`HFHookedModel`.
+
+    ``device_map`` (``"auto"``, or a dict of module names to ``"cpu"``, ``"disk"``, a GPU index...) hands
+    placement to accelerate's big-model loading (``from_pretrained(device_map=..., offload_folder=...)``):
+    a frozen base larger than one device is spread over several, the CPU and the disk; ``device`` is then
+    not used. The edit hooks sit in front of each output projection's own forward, so they see the same
+    inputs wherever its weights live."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
     kw: dict[str, Any] = {"dtype": dtype}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
-    hf = AutoModelForCausalLM.from_pretrained(path, **kw).to(device)
+    if device_map is not None:
+        kw["device_map"] = device_map
+        if offload_folder is not None:
+            kw["offload_folder"] = str(offload_folder)
+        hf = AutoModelForCausalLM.from_pretrained(path, **kw)
+    else:
+        hf = AutoModelForCausalLM.from_pretrained(path, **kw).to(device)
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception:  # a weights-only folder: token-id functions still work
