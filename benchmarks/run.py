@@ -821,7 +821,7 @@ def _target_text(key: str) -> str:
     if key not in TARGETS:
         return "-"
     op, thr = TARGETS[key]
-    unit = {"train_peak_rss_mb": " MB", "demo_seconds": " s"}.get(key, "x")
+    unit = " MB" if key.endswith("_mb") else " s" if key.endswith("_seconds") else "x"
     thr_s = f"{thr:,.0f}" if unit != "x" else f"{thr:g}"
     return f"{op} {thr_s}{unit}"
 

@@ -595,35 +595,36 @@ class Trainer:
         good_state = self.jola.edit_state()
         lam = self.schedule.value(self.step + 1) if self.schedule is not None else 0.0
         self._observe(batch)
-        if self._ddp is None:
-            with self.jola.applied():
+        self.optimizer.zero_grad(set_to_none=True)
+        # the backward pass runs with the hooks still attached: gradient checkpointing recomputes each
+        # layer there, and the recomputed layer must be the edited one
+        with self.jola.applied():
+            if self._ddp is None:
                 ce = answer_loss(self.jola.model, batch["input_ids"], batch["labels"], batch["attention_mask"])
-            pen = self.jola.penalty(self.step + 1, lam)
-            loss = ce + pen
-            seen = loss.detach()
-        else:
-            # this rank's answer-token loss SUM over the global count, times the world size: DDP's gradient
-            # average is then the gradient of the global batch's mean loss (as one process computes it)
-            from .distributed import all_reduce_sum
+                pen = self.jola.penalty(self.step + 1, lam)
+                loss = ce + pen
+                seen = loss.detach()
+            else:
+                # this rank's answer-token loss SUM over the global count, times the world size: DDP's
+                # gradient average is then the gradient of the global batch's mean loss (one process's)
+                from .distributed import all_reduce_sum
 
-            def compute() -> tuple[Tensor, Tensor, Any]:
-                with self.jola.applied():
+                def compute() -> tuple[Tensor, Tensor, Any]:
                     ce_sum = answer_loss(self.jola.model, batch["input_ids"], batch["labels"],
                                          batch["attention_mask"], reduction="sum") * weight
-                pen = self.jola.penalty(self.step + 1, lam)
-                return ce_sum * (self.dist.world / max(global_targets or 1, 1)) + pen, ce_sum, pen
+                    pen = self.jola.penalty(self.step + 1, lam)
+                    return ce_sum * (self.dist.world / max(global_targets or 1, 1)) + pen, ce_sum, pen
 
-            loss, ce_sum, pen = self._ddp(compute)
-            ce = torch.tensor(all_reduce_sum([float(ce_sum.detach())])[0] / max(global_targets or 1, 1))
-            seen = ce + (pen.detach().cpu() if torch.is_tensor(pen) else pen)  # the same on every rank
-        if not bool(torch.isfinite(seen)):
-            self.jola.load_edit_state(good_state)
-            raise TrainingDiverged(
-                f"training diverged at step {self.step + 1}: the loss is {float(seen)}; "
-                "the editor keeps the last finite edits, no edits were saved"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+                loss, ce_sum, pen = self._ddp(compute)
+                ce = torch.tensor(all_reduce_sum([float(ce_sum.detach())])[0] / max(global_targets or 1, 1))
+                seen = ce + (pen.detach().cpu() if torch.is_tensor(pen) else pen)  # the same on every rank
+            if not bool(torch.isfinite(seen)):
+                self.jola.load_edit_state(good_state)
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1}: the loss is {float(seen)}; "
+                    "the editor keeps the last finite edits, no edits were saved"
+                )
+            loss.backward()
         if c.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.jola.edit_parameters(), c.max_grad_norm)
         self.optimizer.step()

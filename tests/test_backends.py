@@ -254,6 +254,30 @@ def test_cli_trains_on_the_hf_backend_and_merges_to_an_hf_checkpoint(tmp_path, c
         assert _max_diff(merged, edited[1]) < 1e-4, backend
 
 
+def test_the_trainer_trains_the_same_with_gradient_checkpointing(checkpoints):
+    """Trainer steps with checkpointing on: the recomputed layers run with the edit hooks attached (a
+    backward pass outside the hooks' context broke the recompute), and the edits come out the same."""
+    from jola_lens.train import TrainConfig, Trainer, collate
+
+    model = load_model(checkpoints["llama"], backend="hf")
+    rows = [{"input_ids": [t % 37 for t in r["input_ids"][:6]], "labels": [-100] * 3 + [t % 37 for t in
+             r["input_ids"][3:6]]} for r in prompt_answer_rows(8)]
+    batch = collate(rows, 0)
+    edits = []
+    for on in (False, True):
+        if on:
+            model.gradient_checkpointing_enable()
+        torch.manual_seed(0)
+        jm = JoLAModel(model)
+        trainer = Trainer(jm, rows, None, TrainConfig(seed=0, batch_size=8), progress=False, pad_id=0)
+        jm.train()
+        for _ in range(2):
+            trainer._train_step(batch)
+        edits.append(torch.cat([p.detach().flatten() for p in jm.edit_parameters()]))
+    model.gradient_checkpointing_disable()
+    assert torch.allclose(edits[0], edits[1], atol=1e-6)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(checkpoints):
     from jola_lens.train import answer_loss
 

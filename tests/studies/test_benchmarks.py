@@ -227,3 +227,28 @@ def test_flop_count_of_scoring_is_written_out():
     expect += 2 * 32 * 50 * 3
     assert scoring_flops(cfg, [[1, 2, 3]], [[[4, 5], [6]]]) == expect
     assert forward_flops(cfg, [(3, 0)], 0) == 3 * 2 * block_params(cfg) + 4 * 2 * 4 * 8 * 6
+
+
+# ---- benchmarks.gpu_check (issue 26): its dry run on the CPU, structure only ------------------------------
+def test_gpu_check_dry_run_prints_its_table(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--out", str(tmp_path)],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "gpu_check_dry_run.json").read_text())
+    (row,) = res["rows"]
+    assert row["shape"] == "tiny" and row["edit_params"] > 0 and res["dtype"] == "bfloat16"
+    for tag in ("plain", "ckpt"):
+        assert row[f"jola_{tag}"]["median_s"] > 0 and row[f"floor_{tag}"]["median_s"] > 0
+        assert row[f"ratio_{tag}"] > 0 and row[f"tokens_per_s_{tag}"] > 0
+    md = (tmp_path / "gpu_check_dry_run.md").read_text()
+    assert "| tiny |" in md and md in p.stdout and "DDP: one process" in md
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the full check would run")
+    p = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path)],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "use --dry-run" in p.stderr
