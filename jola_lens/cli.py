@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hf backend: accelerate's placement of the base ('auto', or a JSON object of module "
                         "names to devices, 'cpu' or 'disk'); with --offload-folder for 'disk'")
     p.add_argument("--offload-folder", default=None, help="where --device-map's 'disk' weights go")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under accelerate launch / torchrun: shard the frozen base over the processes (FSDP2; "
+                        "hf backend; also on with accelerate launch --use_fsdp); scoring by likelihood only")
 
     p = sub.add_parser("eval", help="evaluate zero-shot, or with saved edits (--run)")
     _add_task_args(p)
@@ -396,9 +399,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown --method {args.method!r}; choose from {list_editors()}")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    from .distributed import init_from_env
+    from .distributed import fsdp_requested, init_from_env
 
+    args.fsdp = bool(getattr(args, "fsdp", False) or fsdp_requested())
+    if args.fsdp and (args.backend or "hf") != "hf":
+        raise ValueError(f"--fsdp shards the hf backend's model; --backend {args.backend} cannot be sharded")
+    if args.fsdp:
+        args.backend = "hf"
     dist = init_from_env()  # under accelerate launch / torchrun: join the group (data parallel training)
+    if args.fsdp and not dist.enabled:
+        raise ValueError("--fsdp shards the base over the processes of accelerate launch / torchrun; this is one "
+                         "process (launch it with accelerate launch --use_fsdp -m jola_lens.cli train ...)")
     load_kw = _placement(args, dist)
     if dist.enabled and not dist.is_main:  # rank 0 owns --out, evaluates and prints; this rank trains
         model = _prepare(load_model(args.model or "smollm2", backend=args.backend or "auto", **load_kw), args)
@@ -436,8 +447,8 @@ def _placement(args: argparse.Namespace, dist: Any) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"--device-map: not a JSON object: {args.device_map!r}") from None
         kw.update(device_map=dm, offload_folder=args.offload_folder)
-    elif dist.enabled and torch.cuda.is_available():
-        kw["device"] = f"cuda:{dist.local_rank}"
+    elif dist.enabled and torch.cuda.is_available() and not getattr(args, "fsdp", False):
+        kw["device"] = f"cuda:{dist.local_rank}"  # (under --fsdp each rank loads on the CPU, then shards)
     return kw
 
 
@@ -450,6 +461,15 @@ def _prepare(model: Any, args: argparse.Namespace) -> Any:
             enable()
         except NotImplementedError as e:
             raise ValueError(f"--gradient-checkpointing: {e}") from None
+    if getattr(args, "fsdp", False):
+        from .distributed import current, local_share, shard_base
+
+        shard_base(model)
+        here, whole = local_share(model)
+        if current().is_main:
+            print(f"[jola_lens] FSDP over {current().world} processes: each holds {here:,} of the base's "
+                  f"{whole:,} weights at rest ({here / max(whole, 1):.1%}; a layer's are gathered while it runs, "
+                  "the embeddings' and unembedding's for a whole step)", flush=True)
     return model
 
 

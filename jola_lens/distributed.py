@@ -32,7 +32,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["Dist", "RankFailure", "all_reduce_sum", "current", "init_from_env", "wrap_edit_parameters"]
+__all__ = ["Dist", "RankFailure", "all_reduce_sum", "current", "fsdp_requested", "init_from_env", "is_sharded",
+           "local_share", "no_grad_context", "shard_base", "wrap_edit_parameters"]
 
 
 class RankFailure(RuntimeError):
@@ -119,3 +120,80 @@ def all_reduce_sum(values: Sequence[float], device: torch.device | str = "cpu") 
 def barrier() -> None:
     if current().enabled:
         torch.distributed.barrier()
+
+
+def fsdp_requested() -> bool:
+    """Whether the launcher asked for FSDP: ``accelerate launch --use_fsdp`` (or an accelerate config with an
+    FSDP section) sets ``ACCELERATE_USE_FSDP=true`` in every process."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in ("1", "true", "yes")
+
+
+def is_sharded(model: Any) -> bool:
+    """Whether :func:`shard_base` sharded ``model``: every rank must then run the same forward passes
+    (training steps, validation and scoring batches) in the same order."""
+    return bool(getattr(model, "fsdp_sharded", False))
+
+
+def local_share(model: Any) -> tuple[int, int]:
+    """(elements this rank holds, elements of the whole model) over ``model``'s parameters: on an
+    FSDP-sharded base each rank holds its shard of every layer and the whole root unit."""
+    here = whole = 0
+    for p in model.parameters():
+        to_local = getattr(p, "to_local", None)
+        here += to_local().numel() if callable(to_local) else p.numel()
+        whole += p.numel()
+    return here, whole
+
+
+def no_grad_context(model: Any) -> Any:
+    """``torch.inference_mode()`` for scoring, ``torch.no_grad()`` on an FSDP-sharded base (FSDP's gathered
+    weights must stay ordinary tensors that the next training step can write into)."""
+    return torch.no_grad() if is_sharded(model) else torch.inference_mode()
+
+
+def shard_base(model: Any, reshard_after_forward: bool = True) -> Any:
+    """Shard the frozen base of an ``hf``-backend model over the process group with FSDP2
+    (``torch.distributed.fsdp.fully_shard``, the engine under accelerate's FSDP plugin): one unit per
+    decoder layer, the embeddings, last norm and unembedding in the root unit. At rest each rank keeps
+    ``1 / world`` of every weight; a layer's are gathered while it runs (forward, and again in the
+    backward pass), the root unit's from its forward to the next backward (FSDP's default for a root).
+    The editor's parameters live outside the base: they stay whole and fp32 on every rank (replicated,
+    their gradients all-reduced by DDP as without FSDP). Returns ``model`` (sharded in place); a no-op
+    for one process.
+
+    The weight fingerprint that saved edits carry is taken before sharding. Every rank must then make the
+    same forward calls: jola_lens's trainer and likelihood scoring do; free generation (rows stop at
+    different steps) is not run on a sharded base.
+    """
+    dist = current()
+    if not dist.enabled:
+        return model
+    if is_sharded(model):
+        return model
+    from .backends.hf import HFHookedModel
+
+    if not isinstance(model, HFHookedModel):
+        raise ValueError(f"FSDP shards the hf backend's model; this is {type(model).__name__}: load it with "
+                         "backend='hf' (--backend hf)")
+    from torch.distributed.fsdp import fully_shard
+
+    from .editors.base import weight_fingerprint
+
+    model.weight_fingerprint_cache = weight_fingerprint(model)
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) > 1:
+        raise ValueError(f"FSDP needs one dtype over the frozen base; it has {sorted(map(str, dtypes))}")
+    kw: dict[str, Any] = {"reshard_after_forward": reshard_after_forward}
+    if torch.cuda.is_available():  # one GPU per rank: FSDP moves each rank's shards onto it
+        from torch.distributed.device_mesh import init_device_mesh
+
+        torch.cuda.set_device(dist.local_rank)
+        kw["mesh"] = init_device_mesh("cuda", (dist.world,))
+    for layer in model.layers:
+        fully_shard(layer, **kw)
+    # the root unit: embeddings, last norm and unembedding (tied or not); as FSDP does for a root by default,
+    # kept gathered after the forward (scoring applies the norm and unembedding to chosen positions after it)
+    fully_shard(model, **{k: v for k, v in kw.items() if k != "reshard_after_forward"})
+    model.cfg.device = next(model.parameters()).device
+    model.fsdp_sharded = True
+    return model

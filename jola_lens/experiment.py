@@ -282,19 +282,29 @@ class _FollowerFolder:
 
 def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, generation, progress, log, method,
                     editor_options, task_data, checkpoint_every):
-    from .distributed import all_reduce_sum, current
+    from .distributed import all_reduce_sum, current, is_sharded
 
     dist = current()
+    # an FSDP-sharded base answers only when every rank runs the same forward pass: all ranks score
+    # (rank 0 writes and prints), and free generation, whose rows stop at data-dependent steps, is left out
+    lockstep = dist.enabled and is_sharded(base_model(model))
     if dist.enabled:
         # rank 0 has claimed the folder and decided fresh / resume: the others follow (and wait here while
         # rank 0 scores the unedited model); rank 0 alone evaluates and writes
-        resuming = all_reduce_sum([1.0 if dist.is_main and folder is not None and folder.state == "resume" else 0.0])
+        told = all_reduce_sum([1.0 if dist.is_main and folder is not None and folder.state == "resume" else 0.0,
+                               1.0 if dist.is_main and zero_shot else 0.0])
         if not dist.is_main:
-            zero_shot = False
-            if folder is not None and resuming[0] > 0:
+            zero_shot = lockstep and told[1] > 0
+            if folder is not None and told[0] > 0:
                 folder.state = "resume"
         if not dist.is_main:
             log = _quiet
+            progress = False
+    if lockstep and generation:
+        log("[jola_lens] note: the base is sharded (FSDP): scoring by likelihood only; for generation, "
+            "evaluate the saved run in one process (jola-lens eval --run OUT, with --device-map if needed)")
+        generation = False
+    writes = dist.is_main
     from .outdir import atomic_write_text
     from .train import TrainingDiverged
 
@@ -332,7 +342,8 @@ def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, g
     if zero_shot:
         log("[jola_lens] zero-shot evaluation")
         results["zero_shot"] = evaluate_task(model, td, spec, generation=generation, progress=progress,
-                                             out_path=out / "predictions_zero_shot.jsonl" if out else None)
+                                             out_path=out / "predictions_zero_shot.jsonl" if out and writes
+                                             else None)
         log(f"[jola_lens] zero-shot: {_short(results['zero_shot'])}")
     prepend_bos = prepends_bos(hooked)
     train_tok, valid_tok = tokenize_splits(hooked.tokenizer, td, spec, prepend_bos)
@@ -358,6 +369,8 @@ def _run_experiment(model, spec, jola_config, train_config, folder, zero_shot, g
                                 if ckpt else ": nothing was saved"), ckpt)
     if dist.enabled and not dist.is_main:  # rank 0 evaluates and writes the results
         results["train"] = {"steps": tr.steps, "stopped": tr.stopped, "rank": dist.rank}
+        if lockstep:  # rank 0's scoring passes need this rank's shards
+            evaluate_task(editor, td, spec, generation=False, progress=False, out_path=None)
         return ExperimentResult(results, editor, trainer)
     results["train"] = {"steps": tr.steps, "epochs": tr.epochs_run, "best_epoch": tr.best_epoch,
                         "best_valid_loss": tr.best_valid_loss, "stopped": tr.stopped, "history": tr.history}

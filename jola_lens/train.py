@@ -391,25 +391,39 @@ class Trainer:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     # -- evaluation ----------------------------------------------------------------------------
-    @torch.inference_mode()
     def validation_loss(self) -> float | None:
         """Mean answer-token cross-entropy on the validation set with deterministic gates."""
         if not self.valid_data:
             return None
+        from .distributed import no_grad_context
+
+        with no_grad_context(self.jola.model):
+            return self._validation_loss()
+
+    def _validation_loss(self) -> float:
         was_training = self.jola.training
         self.jola.eval()
         total, count = 0.0, 0
         lengths = [len(e["input_ids"]) for e in self.valid_data]
         batches = length_grouped_batches(lengths, self.config.eval_batch_size, 0, shuffle=False)
+        weights = [1.0] * len(batches)
         if self.dist.enabled:  # each rank its share of the batches, the sums reduced below
-            batches = batches[self.dist.rank :: self.dist.world]
+            from .distributed import is_sharded
+
+            share = batches[self.dist.rank :: self.dist.world]
+            weights = [1.0] * len(share)
+            if is_sharded(self.jola.model):  # FSDP: every rank the same number of forward passes
+                n = -(-len(batches) // self.dist.world)
+                weights += [0.0] * (n - len(share))
+                share += batches[:1] * (n - len(share))
+            batches = share
         with self.jola.applied():
-            for idx in batches:
+            for idx, w in zip(batches, weights):
                 b = self._batch(self.valid_data, idx)
                 self._observe(b)
                 loss = answer_loss(self.jola.model, b["input_ids"], b["labels"], b["attention_mask"], reduction="sum")
-                total += float(loss)
-                count += int((b["labels"][:, 1:] != -100).sum())
+                total += float(loss) * w
+                count += int((b["labels"][:, 1:] != -100).sum()) * int(w)
         self.jola.train(was_training)
         if self.dist.enabled:
             from .distributed import all_reduce_sum

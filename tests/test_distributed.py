@@ -212,3 +212,56 @@ def test_bundled_model_two_ranks_follow_one_process(tmp_path):
     ra, rb = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("one", "two"))
     assert ra["train"]["steps"] == rb["train"]["steps"] == 2
     assert abs(ra["train"]["history"][0]["valid_loss"] - rb["train"]["history"][0]["valid_loss"]) < 1e-5
+
+
+def _accelerate(n: int, fsdp: bool = False) -> list[str]:
+    return ([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n), "--num_machines", "1",
+             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+            + (["--use_fsdp"] if fsdp else []))
+
+
+def test_fsdp_under_accelerate_launch_shards_the_base_and_follows_one_process(tiny):
+    """``accelerate launch --use_fsdp``: 2 processes on gloo, each holding half of every decoder layer
+    (FSDP2), gradient checkpointing on, zero-shot and final scoring run by both ranks in step: the same
+    edits, validation losses and accuracies as one unsharded process."""
+    ckpt, task, d = tiny
+    one, two = d / "fsdp_one", d / "fsdp_two"
+    args = [a for a in _train_args(ckpt, task, one, epochs=2) if a not in ("--no-zero-shot", "--no-generation")]
+    _run([sys.executable] + args)
+    p = _run(_accelerate(2, fsdp=True) + [a if a != str(one) else str(two) for a in args]
+             + ["--gradient-checkpointing"])
+    assert _max_diff(_edits(one), _edits(two)) < TOL
+    ra, rb = (json.loads((r / "results.json").read_text()) for r in (one, two))
+    for ha, hb in zip(ra["train"]["history"], rb["train"]["history"], strict=True):
+        assert abs(ha["valid_loss"] - hb["valid_loss"]) < 1e-5
+    for key in ("zero_shot", "jola"):
+        assert rb[key]["likelihood_acc"] == ra[key]["likelihood_acc"]
+        assert rb[key]["likelihood_acc_norm"] == ra[key]["likelihood_acc_norm"]
+    # the frozen layers really are split: the printed share is well under the whole model
+    line = next(x for x in p.stdout.splitlines() if x.startswith("[jola_lens] FSDP over 2 processes"))
+    held, whole = (int(v.replace(",", "")) for v in
+                   line.split("each holds ")[1].split(" weights")[0].split(" of the base's "))
+    from jola_lens import load_model
+    from jola_lens.distributed import local_share
+
+    assert whole == local_share(load_model(ckpt, backend="hf"))[1]
+    # rank 0's shard: the first ceil(rows / 2) rows of every weight (FSDP2 splits dim 0, the last rank short)
+    base = load_model(ckpt, backend="hf")
+    assert held == sum(-(-q.shape[0] // 2) * q[0].numel() for q in base.parameters()), (held, whole)
+    assert held < 0.52 * whole
+    # free generation is left to one process, and said so
+    assert "scoring by likelihood only" in p.stdout + p.stderr
+    assert "generation_acc" in ra["jola"] and "generation_acc" not in rb["jola"]
+    assert p.stdout.count('"open_gates"') == 1
+
+
+def test_fsdp_needs_a_launcher_and_the_hf_backend(tiny):
+    ckpt, task, d = tiny
+    for extra, message in ((["--fsdp"], "this is one process"),
+                           (["--fsdp", "--backend", "hooked"], "--backend hooked cannot be sharded")):
+        args = [a for a in _train_args(ckpt, task, d / "refused", epochs=1) if a not in ("--backend", "hf")]
+        p = subprocess.run([sys.executable] + args + extra, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert message in p.stderr
+        assert not (d / "refused" / "results.json").exists()

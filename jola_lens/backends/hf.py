@@ -321,12 +321,17 @@ class HFHookedModel(HookedRootModule):
         (``transformers``' own checkpointing, non-reentrant, RNG state kept, so a gate sample is
         redrawn identically). The base model stays in eval mode: only the layers' own flag is set
         while a forward pass with gradients runs, so no dropout switches on."""
-        self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(self.hf, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.hf.eval()
         self.checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
-        self.hf.gradient_checkpointing_disable()
+        disable = getattr(self.hf, "activation_checkpointing_disable", None)
+        (disable or self.hf.gradient_checkpointing_disable)()
         self.hf.eval()
         self.checkpointing = False
 

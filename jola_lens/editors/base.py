@@ -97,6 +97,9 @@ def weight_fingerprint(model: Any, per_tensor: int = 16) -> list[float]:
     """``per_tensor`` evenly spaced values of each of :data:`FINGERPRINT_TENSORS` (those the model
     has), as float32 numbers: two different checkpoints of one architecture differ in all of them,
     the same checkpoint loaded from another path or device in none."""
+    cached = getattr(model, "weight_fingerprint_cache", None)  # taken before FSDP sharded the weights
+    if cached is not None and per_tensor == 16:
+        return list(cached)
     own = getattr(model, "fingerprint_params", None)  # a backend whose weights have other names (hf)
     params = own() if callable(own) else dict(model.named_parameters())
     last = model.cfg.n_layers - 1

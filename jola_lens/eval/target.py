@@ -4,7 +4,7 @@
 context manager is an edit wrapper (:class:`EditorLike`: :class:`~jola_lens.JoLAModel` and every
 baseline editor): the HookedTransformer to call is its ``.model``, and while the returned context
 is open the edits are attached, in eval mode (deterministic gates). Anything else is a bare model,
-called as it is. Both contexts run under ``torch.inference_mode()``.
+called as it is. Both contexts run under ``torch.inference_mode()`` (``torch.no_grad()`` on an FSDP-sharded base).
 
 Example:
     >>> from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any, ContextManager, Iterator, Protocol, Union, runtime_checkable
-
-import torch
 
 from ..backends.hf import HFHookedModel
 
@@ -129,7 +127,9 @@ prepare_model = scoring_target
 
 @contextlib.contextmanager
 def _plain_context(model: Any) -> Iterator[Any]:
-    with torch.inference_mode():
+    from ..distributed import no_grad_context
+
+    with no_grad_context(model):
         yield model
 
 
@@ -139,8 +139,10 @@ def _editor_context(editor: Any) -> Iterator[Any]:
     switch = isinstance(was_training, bool) and callable(getattr(editor, "train", None))
     if switch:
         editor.train(False)
+    from ..distributed import no_grad_context
+
     try:
-        with editor.applied(), torch.inference_mode():
+        with editor.applied(), no_grad_context(editor.model):
             yield editor.model
     finally:
         if switch:
