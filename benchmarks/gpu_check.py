@@ -11,7 +11,9 @@ Per shape: the JoLA training step (``Trainer._train_step``: hooks, answer-only l
 backward, AdamW) against the frozen floor (the same loss with one dummy scalar on layer 0's ``hook_z``),
 each with and without gradient checkpointing; peak GPU memory (``torch.cuda.max_memory_allocated``);
 tokens per second. Under torchrun instead, every rank runs the JoLA step on its own batch with the editor
-in DDP (``jola_lens.distributed``) and rank 0 prints the DDP table (step time, tokens/s over all GPUs).
+in DDP (``jola_lens.distributed``), first with the whole base on every GPU, then with the base sharded by
+FSDP2 (built on the meta device, each rank allocating only its shards; gradient checkpointing on), and rank 0
+prints the DDP and FSDP tables (step time, tokens/s over all GPUs, share of the weights each rank holds).
 Writes ``benchmarks/results/gpu_check.{json,md}`` (``--out``).
 """
 
@@ -160,10 +162,75 @@ def bench_ddp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int,
             "tokens_per_s": round(batch * seq * dist.world / worst, 1), "peak_gib_rank0": r["peak_gib"]}
 
 
+def build_sharded(shape: str, device: str, dtype: torch.dtype) -> Any:
+    """The random model built on the meta device, sharded (FSDP2, :func:`jola_lens.distributed.shard_base`) and
+    only then given memory: each rank allocates its shards, never the whole model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from jola_lens.backends.hf import HFHookedModel
+    from jola_lens.distributed import shard_base
+
+    cfg = LlamaConfig(**SHAPES[shape], max_position_embeddings=4096, rope_theta=500000.0, tie_word_embeddings=False)
+    cfg._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        hf = LlamaForCausalLM(cfg).to(dtype)
+    model = HFHookedModel(hf.eval(), model_name=f"random {shape}")
+    model.weight_fingerprint_cache = []  # nothing to fingerprint on the meta device
+    shard_base(model)
+    model.to_empty(device=device)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():  # DTensor shards: each rank fills its own
+            p.normal_(0.0, 0.02)
+        for layer in hf.model.layers:  # RMSNorm weights at 1 as from_config sets them
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        hf.model.norm.weight.fill_(1.0)
+    # the rotary frequencies are a buffer computed at construction: build them again on the device
+    with torch.device(device):
+        hf.model.rotary_emb = type(hf.model.rotary_emb)(config=cfg)
+    model.cfg.device = torch.device(device)
+    return model
+
+
+def bench_fsdp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int,
+               repeats: int) -> dict[str, Any] | None:
+    """Under torchrun: the base sharded over the ranks (FSDP2), every rank the JoLA step on its own batch with
+    gradient checkpointing, the editor whole in fp32 under DDP."""
+    from jola_lens.distributed import all_reduce_sum, current, local_share
+    from jola_lens.model import JoLAModel
+    from jola_lens.recipes import DEMO_DEFAULTS
+    from jola_lens.train import TrainConfig, Trainer
+
+    dist = current()
+    if not dist.enabled:
+        return None
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    model = build_sharded(shape, device, dtype)
+    model.gradient_checkpointing_enable()
+    here, whole = local_share(model)
+    data = examples(model.cfg.d_vocab, batch * dist.world, seq, 16)
+    jm = JoLAModel(model)
+    jm.to(device)
+    trainer = Trainer(jm, data, None, TrainConfig(**{**DEMO_DEFAULTS, "batch_size": batch * dist.world}, seed=0),
+                      progress=False, pad_id=0)
+    jm.train()
+    idx = list(range(batch * dist.world))
+    r = timed(lambda: trainer._train_step_on(idx), device, repeats)
+    mean = all_reduce_sum([r["median_s"]], device=device)[0] / dist.world
+    return {"shape": shape, "world": dist.world, "per_rank_batch": batch, "mean_step_s": round(mean, 4),
+            "tokens_per_s": round(batch * seq * dist.world / mean, 1), "peak_gib_rank0": r["peak_gib"],
+            "weights_held_share": round(here / whole, 4)}
+
+
 def render(res: dict[str, Any]) -> str:
-    lines = [f"# GPU check ({res['device_name']}, {res['dtype']}, {res['date']}; took {res['seconds']:.0f} s)", "",
-             "| shape | params (B) | weights (GiB) | edit params | checkpointing | JoLA step / floor | JoLA step (s) | "
-             "floor (s) | peak GPU memory JoLA / floor (GiB) | tokens/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# GPU check ({res['device_name']}, {res['dtype']}, {res['date']}; took {res['seconds']:.0f} s)", ""]
+    if res["rows"]:
+        lines += ["| shape | params (B) | weights (GiB) | edit params | checkpointing | JoLA step / floor "
+                  "| JoLA step (s) | floor (s) | peak GPU memory JoLA / floor (GiB) | tokens/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
     for row in res["rows"]:
         for tag, label in (("plain", "off"), ("ckpt", "on")):
             j, f = row[f"jola_{tag}"], row[f"floor_{tag}"]
@@ -182,6 +249,14 @@ def render(res: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         lines += [f"| {d['shape']} | {d['world']} | {d['per_rank_batch']} | {d['mean_step_s']} | {d['tokens_per_s']} |"
                   for d in ddp]
+    fsdp = [d for d in res.get("fsdp", []) if d]
+    if fsdp:
+        lines += ["", "| shape | GPUs (FSDP, checkpointing) | batch per GPU | weights held per rank "
+                  "| step (s, mean over ranks) | tokens/s (all GPUs) | peak memory rank 0 (GiB) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {d['shape']} | {d['world']} | {d['per_rank_batch']} | {d['weights_held_share']:.1%} | "
+                  f"{d['mean_step_s']} | {d['tokens_per_s']} | "
+                  f"{'-' if d['peak_gib_rank0'] is None else format(d['peak_gib_rank0'], '.2f')} |" for d in fsdp]
     else:
         lines += ["", "DDP: one process (run under `torchrun --nproc_per_node N` for the data-parallel row)."]
     return "\n".join(lines) + "\n"
@@ -212,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     res: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dtype": str(dtype).replace("torch.", ""),
                            "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU",
-                           "world": dist.world, "rows": [], "ddp": []}
+                           "world": dist.world, "rows": [], "ddp": [], "fsdp": []}
     for shape in shapes:
         # single-process rows without a launcher; under torchrun every rank runs the DDP step (a Trainer in a
         # process group is a DDP one, so one rank alone cannot time the single-device step there)
@@ -224,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         if dist.enabled:
             _log(f"{shape}: DDP over {dist.world} processes")
             res["ddp"].append(bench_ddp(shape, device, dtype, a.batch, a.seq, repeats))
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            _log(f"{shape}: FSDP over {dist.world} processes (gradient checkpointing)")
+            res["fsdp"].append(bench_fsdp(shape, device, dtype, a.batch, a.seq, repeats))
     res["seconds"] = time.time() - started
     if dist.is_main:
         a.out.mkdir(parents=True, exist_ok=True)
-        stem = "gpu_check_dry_run" if a.dry_run else "gpu_check"
+        stem = ("gpu_check_dry_run" if a.dry_run else "gpu_check") + (f"_{dist.world}proc" if dist.enabled else "")
         (a.out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
         md = render(res)
         (a.out / f"{stem}.md").write_text(md)

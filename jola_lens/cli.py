@@ -336,6 +336,7 @@ def _write_figures(run_dir: Path) -> list[Path]:
 # ---- commands ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from .config import JoLAConfig
+    from .distributed import init_from_env
     from .experiment import TaskSpec, run_experiment
     from .loading import load_model
     from .outdir import OutputFolder
@@ -345,6 +346,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     spec = TaskSpec(task="demo", seed=args.seed, train_size=args.train_size, test_size=args.test_size)
     tc = get_recipe("demo").train_config(epochs=args.epochs, seed=args.seed)
+    dist = init_from_env()  # under accelerate launch / torchrun: data parallel training, rank 0 the rest
+    if dist.enabled and not dist.is_main:
+        model = load_model("smollm2", backend=args.backend or "auto")
+        run_experiment(model, spec, jola_config=JoLAConfig(), train_config=tc, out_dir=out, zero_shot=False,
+                       generation=False, progress=False)
+        return 0
     # the demo replaces its own earlier output; any other finished run needs --overwrite
     with OutputFolder(out, overwrite=args.overwrite, replaceable=lambda r: "demo_seconds" in r) as folder:
         print("[jola_lens] loading the bundled SmolLM2-135M-Instruct"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +243,28 @@ def test_gpu_check_dry_run_prints_its_table(tmp_path):
         assert row[f"ratio_{tag}"] > 0 and row[f"tokens_per_s_{tag}"] > 0
     md = (tmp_path / "gpu_check_dry_run.md").read_text()
     assert "| tiny |" in md and md in p.stdout and "DDP: one process" in md
+
+
+def test_gpu_check_dry_run_under_torchrun_has_its_ddp_and_fsdp_rows(tmp_path):
+    """2 gloo processes: the DDP row, and the FSDP row of a base built on the meta device and sharded, each
+    rank holding about half of the weights."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                        "127.0.0.1", "--master_port", str(port), "-m", "benchmarks.gpu_check", "--dry-run", "--out",
+                        str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "gpu_check_dry_run_2proc.json").read_text())
+    (ddp,), (fsdp,) = res["ddp"], res["fsdp"]
+    assert ddp["world"] == fsdp["world"] == 2
+    assert ddp["mean_step_s"] > 0 and fsdp["mean_step_s"] > 0 and fsdp["tokens_per_s"] > 0
+    assert 0.5 <= fsdp["weights_held_share"] < 0.52
+    md = (tmp_path / "gpu_check_dry_run_2proc.md").read_text()
+    assert "GPUs (DDP)" in md and "GPUs (FSDP, checkpointing)" in md
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):
