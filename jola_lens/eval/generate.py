@@ -29,6 +29,7 @@ from .forward import (
     _tokenizer,
     _unembed,
 )
+from .lean import decoding_model
 from .target import ModelLike, _hooked, scoring_target
 
 __all__ = ["generate_greedy", "generate_tokens"]
@@ -87,6 +88,7 @@ def generate_tokens(
         return out
     hooked, ctx = scoring_target(model)
     with ctx:
+        hooked = decoding_model(hooked)  # TransformerLens's weights without its per-call copies, where it can
         for p in prompts:
             _check_ctx(hooked, len(p) + max_new_tokens, "a prompt + max_new_tokens")
         if num_beams > 1:

@@ -38,6 +38,7 @@ from .forward import (
     _unembed,
     length_batches,
 )
+from .lean import decoding_model
 from .target import ModelLike, _hooked, scoring_target
 
 __all__ = [
@@ -176,6 +177,7 @@ def score_token_continuations(
     prompt_batches = length_batches(by_length, [len(p) for p in prompt_ids], batch_size)
     hooked, ctx = scoring_target(model)
     with ctx:
+        hooked = decoding_model(hooked)  # TransformerLens's weights without its per-call copies, where it can
         device = _device(hooked)
         jobs = [(True, pb) for pb in prompt_batches] + [(False, b) for b in batches]
         for sharing, batch in _progress(jobs, enabled=progress, desc="scoring"):
