@@ -168,6 +168,20 @@ def picks(scores: list[list[float]], choices: list[list[str]]) -> tuple[list[int
     return acc, norm
 
 
+def _tl_forward(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with :mod:`jola_lens.eval.lean` off: the hooked backend through TransformerLens's own forward."""
+    from jola_lens.eval import lean
+
+    def call() -> Any:
+        saved, lean.ENABLED = lean.ENABLED, False
+        try:
+            return fn()
+        finally:
+            lean.ENABLED = saved
+
+    return call
+
+
 def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[list[str]], gold: list[int],
                   rounds: int, batch_size: int, hf_backend: Any = None) -> dict[str, Any]:
     from jola_lens.eval import score_token_continuations
@@ -180,7 +194,9 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
         have_lm_eval = False
     p_ids, c_ids = encode_continuations(model.tokenizer, prompts, choices)  # the same tokens for both
     fns: dict[str, Callable[[], Any]] = {
-        "jola_lens": lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size)}
+        "jola_lens": lambda: score_token_continuations(model, p_ids, c_ids, batch_size=batch_size),
+        "jola_lens_tl_forward": _tl_forward(lambda: score_token_continuations(model, p_ids, c_ids,
+                                                                              batch_size=batch_size))}
     if hf_backend is not None:
         fns["jola_lens_hf_backend"] = lambda: score_token_continuations(hf_backend, p_ids, c_ids, batch_size=batch_size)
     if have_lm_eval:
@@ -204,10 +220,11 @@ def bench_scoring(model: Any, hf_model: Any, prompts: list[str], choices: list[l
         out["max_abs_score_diff"] = max(abs(x - y) for sa, sb in zip(scores["jola_lens"], scores["lm_eval"])
                                         for x, y in zip(sa, sb))
         out["speed_ratio"] = round(b["median_s"] / a["median_s"], 3)  # > 1: jola_lens faster
-        if "jola_lens_hf_backend" in out:
-            h = out["jola_lens_hf_backend"]
-            h["same_picks"] = h["acc_picks"] == b["acc_picks"] and h["norm_picks"] == b["norm_picks"]
-            h["speed_ratio"] = round(b["median_s"] / h["median_s"], 3)
+        for other in ("jola_lens_hf_backend", "jola_lens_tl_forward"):
+            if other in out:
+                h = out[other]
+                h["same_picks"] = h["acc_picks"] == b["acc_picks"] and h["norm_picks"] == b["norm_picks"]
+                h["speed_ratio"] = round(b["median_s"] / h["median_s"], 3)
     return out
 
 
@@ -258,7 +275,8 @@ def bench_generation(model: Any, hf_model: Any, prompts: list[str], rounds: int,
             hf_model.generation_config.eos_token_id = saved
         return [row[width:].tolist() for row in out]
 
-    fns = {"jola_lens": gen(model), "jola_lens_edit_attached": gen(zero_jola_edit(model)), "hf_generate": hf}
+    fns = {"jola_lens": gen(model), "jola_lens_edit_attached": gen(zero_jola_edit(model)),
+           "jola_lens_tl_forward": _tl_forward(gen(model)), "hf_generate": hf}
     if hf_backend is not None:
         fns["jola_lens_hf_backend"] = gen(hf_backend)
     with torch.inference_mode():
@@ -324,7 +342,7 @@ def run(quick: bool, n: int, rounds: int, batch_size: int, out_dir: Path) -> dic
         res["scoring"] = bench_scoring(model, hf_model, prompts, choices, gold, rounds, batch_size, hf_backend)
         res["generation"] = bench_generation(model, hf_model, prompts[:16], rounds, 16, hf_backend=hf_backend)
     peak = res["gemm"]["peak_gflops"]
-    for name in ("jola_lens", "jola_lens_hf_backend", "lm_eval"):
+    for name in ("jola_lens", "jola_lens_tl_forward", "jola_lens_hf_backend", "lm_eval"):
         if isinstance(res["scoring"].get(name), dict):
             res["scoring"][name]["share_of_peak"] = round(res["scoring"][name]["gflops"] / peak, 3) if peak else None
     res["load_avg_end"] = os.getloadavg()
@@ -354,9 +372,12 @@ def render(res: dict[str, Any]) -> str:
     else:
         lines.append(f"| option scoring, {s['n_questions']} questions: examples/s | {ours['examples_per_s']} | "
                      "lm-eval not installed | - |")
-    hb = s.get("jola_lens_hf_backend")
-    if hb:
-        lines.append(f"| option scoring, the same on the hf backend: examples/s | {hb['examples_per_s']} | "
+    for key, what in (("jola_lens_tl_forward", "on the hooked backend through TransformerLens's own forward "
+                       "(JOLA_LENS_LEAN=0)"), ("jola_lens_hf_backend", "on the hf backend")):
+        hb = s.get(key)
+        if not hb:
+            continue
+        lines.append(f"| option scoring, the same {what}: examples/s | {hb['examples_per_s']} | "
                      + (f"lm-eval HFLM {s['lm_eval']['examples_per_s']} | {hb['speed_ratio']}x (same picks: "
                         f"{hb['same_picks']}) |" if s["lm_eval_installed"] else "- | - |"))
         lines.append(f"| the same: achieved GFLOP/s and share of the GEMM peak | {hb['gflops']} "
@@ -366,6 +387,7 @@ def render(res: dict[str, Any]) -> str:
                  + (f"lm-eval on the same FLOP count: {s['lm_eval']['gflops']}" if s["lm_eval_installed"] else "-")
                  + " | - |")
     label = {"jola_lens": "hooked backend (base or merged weights)",
+             "jola_lens_tl_forward": "hooked backend through TransformerLens's own forward (JOLA_LENS_LEAN=0)",
              "jola_lens_edit_attached": "hooked backend, JoLA edit attached (zero edit: hooks run)",
              "jola_lens_hf_backend": "hf backend"}
     for name in g.get("variants", ["jola_lens"]):

@@ -156,8 +156,9 @@ class LeanKVCache:
     def select_rows(self, rows: Tensor) -> "LeanKVCache":
         """A cache of ``rows`` (an index tensor; repeats allowed) of this one; this one is kept."""
         out = LeanKVCache(0, 0, rows.device)
-        out.keys = [None if k is None else k[rows.to(k.device)] for k in self.keys]
-        out.values = [None if v is None else v[rows.to(v.device)] for v in self.values]
+        keep = self.length + 16  # the filled slots and a few free ones (a short continuation writes there)
+        out.keys = [None if k is None else k[rows.to(k.device), :, :keep] for k in self.keys]
+        out.values = [None if v is None else v[rows.to(v.device), :, :keep] for v in self.values]
         out.length = self.length
         out.previous_attention_mask = self.previous_attention_mask[rows.to(self.previous_attention_mask.device)]
         out.frozen = self.frozen
@@ -170,6 +171,11 @@ class LeanKVCache:
             old_k, old_v = self.keys[layer], self.values[layer]
             if old_k is None or old_v is None:
                 return k, v
+            if old_k.shape[2] >= past + new and old_k.shape[0] == k.shape[0]:
+                # the slots after ``length`` are free: write there, read up to them, keep ``length``
+                old_k[:, :, past : past + new] = k
+                old_v[:, :, past : past + new] = v
+                return old_k[:, :, : past + new], old_v[:, :, : past + new]
             return torch.cat([old_k[:, :, :past], k], dim=2), torch.cat([old_v[:, :, :past], v], dim=2)
         buf_k, buf_v = self.keys[layer], self.values[layer]
         if buf_k is None or buf_v is None or buf_k.shape[2] < past + new:
@@ -216,6 +222,10 @@ class LeanView(torch.nn.Module):
                     a.W_O.reshape(-1, d), a.b_O,
                 ))
         self.n_kv = self._w[0][2].shape[1] // c.d_head
+        a0 = model.blocks[0].attn
+        # one rotation for every layer where their tables agree (they are built from the same settings)
+        self._shared_rotary = all(torch.equal(b.attn.rotary_cos, a0.rotary_cos)
+                                  and torch.equal(b.attn.rotary_sin, a0.rotary_sin) for b in model.blocks)
 
     @property
     def ln_final(self) -> Any:
@@ -262,8 +272,9 @@ class LeanView(torch.nn.Module):
                 hook(m, (tokens,))
         x = m.hook_embed(m.embed(tokens))
         stop = c.n_layers if stop_at_layer is None else int(stop_at_layer)
+        rot = self._rotation(past, n, full) if self._shared_rotary else None
         for i in range(stop):
-            x = self._block(i, x, past, full, allowed, zero_rows, cache)
+            x = self._block(i, x, past, full, allowed, zero_rows, cache, rot)
         if cache is not None and not cache.frozen:
             cache.length = total
             cache.previous_attention_mask = full
@@ -271,8 +282,27 @@ class LeanView(torch.nn.Module):
             return x
         return m.unembed(m.ln_final(x))
 
+    def _rotation(self, past: int, n: int, full: Tensor) -> tuple[Tensor, Tensor]:
+        """cos and sin ``[batch, n, 1, rotary_dim]`` at the new positions, as TransformerLens's
+        ``apply_rotary`` picks them (the mask's running count; its tables grown first if too short)."""
+        from transformer_lens.utilities import get_offset_position_ids
+
+        a = self.model.blocks[0].attn
+        if past + n > a.rotary_cos.shape[0]:  # TransformerLens extends its tables on the way: let it
+            for b in self.model.blocks:
+                b.attn.apply_rotary(torch.zeros(1, past + n, 1, self.cfg.d_head, device=a.rotary_cos.device), 0)
+        pos = get_offset_position_ids(past, full).to(a.rotary_cos.device)
+        return a.rotary_cos[pos, None, :], a.rotary_sin[pos, None, :]
+
+    def _rotate(self, a: Any, x: Tensor, rot: tuple[Tensor, Tensor]) -> Tensor:
+        cos, sin = rot
+        r = self.cfg.rotary_dim
+        x_rot = x[..., :r]
+        out = x_rot * cos + a.rotate_every_two(x_rot) * sin
+        return out if r == x.shape[-1] else torch.cat([out, x[..., r:]], dim=-1)
+
     def _block(self, i: int, x: Tensor, past: int, full: Tensor, allowed: Tensor, zero_rows: Tensor | None,
-               cache: LeanKVCache | None) -> Tensor:
+               cache: LeanKVCache | None, rot: tuple[Tensor, Tensor] | None = None) -> Tensor:
         block = self.model.blocks[i]
         a = block.attn
         c = self.cfg
@@ -284,8 +314,11 @@ class LeanView(torch.nn.Module):
         k = torch.addmm(bk, h, wk).view(b, n, self.n_kv, c.d_head)
         v = torch.addmm(bv, h, wv).view(b, n, self.n_kv, c.d_head)
         # TransformerLens's own rotation: positions from the mask's running count, offset by the cache
-        q = a.apply_rotary(q, past, full)
-        k = a.apply_rotary(k, past, full)
+        if rot is not None:
+            q, k = self._rotate(a, q, rot), self._rotate(a, k, rot)
+        else:
+            q = a.apply_rotary(q, past, full)
+            k = a.apply_rotary(k, past, full)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache._store(i, k, v)

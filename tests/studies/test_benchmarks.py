@@ -204,11 +204,13 @@ def test_side_by_side_quick_run_records_what_it_promises(tmp_path):
     # jola_lens's KV-cache greedy decoding and transformers' generate make the same 16 tokens
     assert g["identical_tokens"] is True and g["rows_identical"] == g["n_prompts"] == 6
     # ... and so do the hooked backend with an (all-zero) JoLA edit attached, and the hf backend
-    assert g["variants"] == ["jola_lens", "jola_lens_edit_attached", "jola_lens_hf_backend"]
+    # ... and TransformerLens's own forward (the lean view off)
+    assert g["variants"] == ["jola_lens", "jola_lens_edit_attached", "jola_lens_tl_forward", "jola_lens_hf_backend"]
     for name in g["variants"]:
         assert g[name]["identical_tokens"] is True and g[name]["rows_identical"] == 6 and g[name]["speed_ratio"] > 0
+    assert s["jola_lens_tl_forward"]["acc_picks"] == s["jola_lens"]["acc_picks"]
     md = (tmp_path / "side_by_side.md").read_text()
-    assert "JoLA edit attached" in md and "hf backend" in md
+    assert "JoLA edit attached" in md and "hf backend" in md and "JOLA_LENS_LEAN=0" in md
     saved = json.loads((tmp_path / "side_by_side.json").read_text())
     assert saved["scoring"]["flops"] == s["flops"]
 
