@@ -138,17 +138,15 @@ def bench_shape(shape: str, device: str, dtype: torch.dtype, batch: int, seq: in
     return row
 
 
-def bench_ddp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int, repeats: int) -> dict[str, Any] | None:
-    """Under torchrun: every rank runs the JoLA step on its own batch, the editor in DDP."""
+def _group_step(model: Any, shape: str, device: str, batch: int, seq: int, repeats: int) -> dict[str, Any]:
+    """Every rank the JoLA step on its own batch of ``batch`` (global ``batch * world``), the editor in DDP:
+    the step time averaged over the ranks, tokens/s over all of them."""
     from jola_lens.distributed import all_reduce_sum, current
     from jola_lens.model import JoLAModel
     from jola_lens.recipes import DEMO_DEFAULTS
     from jola_lens.train import TrainConfig, Trainer
 
     dist = current()
-    if not dist.enabled:
-        return None
-    model = build(shape, device, dtype)
     data = examples(model.cfg.d_vocab, batch * dist.world, seq, 16)
     jm = JoLAModel(model)
     jm.to(device)
@@ -157,9 +155,18 @@ def bench_ddp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int,
     jm.train()
     idx = list(range(batch * dist.world))
     r = timed(lambda: trainer._train_step_on(idx), device, repeats)
-    worst = all_reduce_sum([r["median_s"]], device=device)[0] / dist.world
-    return {"shape": shape, "world": dist.world, "per_rank_batch": batch, "mean_step_s": round(worst, 4),
-            "tokens_per_s": round(batch * seq * dist.world / worst, 1), "peak_gib_rank0": r["peak_gib"]}
+    mean = all_reduce_sum([r["median_s"]], device=device)[0] / dist.world
+    return {"shape": shape, "world": dist.world, "per_rank_batch": batch, "mean_step_s": round(mean, 4),
+            "tokens_per_s": round(batch * seq * dist.world / mean, 1), "peak_gib_rank0": r["peak_gib"]}
+
+
+def bench_ddp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int, repeats: int) -> dict[str, Any] | None:
+    """Under torchrun: every rank runs the JoLA step on its own batch, the editor in DDP."""
+    from jola_lens.distributed import current
+
+    if not current().enabled:
+        return None
+    return _group_step(build(shape, device, dtype), shape, device, batch, seq, repeats)
 
 
 def build_sharded(shape: str, device: str, dtype: torch.dtype) -> Any:
@@ -197,13 +204,9 @@ def bench_fsdp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int
                repeats: int) -> dict[str, Any] | None:
     """Under torchrun: the base sharded over the ranks (FSDP2), every rank the JoLA step on its own batch with
     gradient checkpointing, the editor whole in fp32 under DDP."""
-    from jola_lens.distributed import all_reduce_sum, current, local_share
-    from jola_lens.model import JoLAModel
-    from jola_lens.recipes import DEMO_DEFAULTS
-    from jola_lens.train import TrainConfig, Trainer
+    from jola_lens.distributed import current, local_share
 
-    dist = current()
-    if not dist.enabled:
+    if not current().enabled:
         return None
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -211,18 +214,7 @@ def bench_fsdp(shape: str, device: str, dtype: torch.dtype, batch: int, seq: int
     model = build_sharded(shape, device, dtype)
     model.gradient_checkpointing_enable()
     here, whole = local_share(model)
-    data = examples(model.cfg.d_vocab, batch * dist.world, seq, 16)
-    jm = JoLAModel(model)
-    jm.to(device)
-    trainer = Trainer(jm, data, None, TrainConfig(**{**DEMO_DEFAULTS, "batch_size": batch * dist.world}, seed=0),
-                      progress=False, pad_id=0)
-    jm.train()
-    idx = list(range(batch * dist.world))
-    r = timed(lambda: trainer._train_step_on(idx), device, repeats)
-    mean = all_reduce_sum([r["median_s"]], device=device)[0] / dist.world
-    return {"shape": shape, "world": dist.world, "per_rank_batch": batch, "mean_step_s": round(mean, 4),
-            "tokens_per_s": round(batch * seq * dist.world / mean, 1), "peak_gib_rank0": r["peak_gib"],
-            "weights_held_share": round(here / whole, 4)}
+    return {**_group_step(model, shape, device, batch, seq, repeats), "weights_held_share": round(here / whole, 4)}
 
 
 def render(res: dict[str, Any]) -> str:
