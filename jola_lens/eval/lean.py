@@ -48,6 +48,10 @@ from torch import Tensor
 
 __all__ = ["ENABLED", "LeanKVCache", "LeanView", "decoding_model", "lean_unsupported", "lean_view"]
 
+#: the most memory the view's laid-out attention weights may take (``JOLA_LENS_LEAN_MAX_MB``; 2048 MB): a
+#: larger model keeps TransformerLens's forward rather than hold a second copy of its attention weights
+MAX_BYTES = int(float(os.environ.get("JOLA_LENS_LEAN_MAX_MB", "2048")) * 2**20)
+
 #: whether scoring and generation use the view where it applies (``JOLA_LENS_LEAN=0`` in the environment:
 #: off, TransformerLens's own forward everywhere; the benchmark times both)
 ENABLED = os.environ.get("JOLA_LENS_LEAN", "1").strip() not in ("0", "false", "no")
@@ -94,6 +98,12 @@ def lean_unsupported(model: Any) -> str | None:
             return why
     if c.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"):
         return "OLMo QK norm"
+    a0 = model.blocks[0].attn
+    per_layer = a0.W_Q.numel() + sum((a0._W_K if hasattr(a0, "_W_K") else a0.W_K).numel() for _ in "kv")
+    extra = per_layer * c.n_layers * a0.W_Q.element_size()
+    if extra > MAX_BYTES:
+        return (f"its laid-out attention weights would take {extra / 2**20:,.0f} MB "
+                f"(more than JOLA_LENS_LEAN_MAX_MB={MAX_BYTES / 2**20:,.0f})")
     if _has_hooks(model.embed) or getattr(model, "_forward_hooks", None):
         return "a torch hook on the model"
     for hook in getattr(model, "_forward_pre_hooks", {}).values():

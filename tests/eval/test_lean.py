@@ -93,6 +93,9 @@ def test_the_view_steps_aside_where_it_cannot_stand_in(monkeypatch):
         assert decoding_model(model) is model
     assert "not rotary" in lean_unsupported(_model(positional_embedding_type="standard"))
     assert "soft-capped" in lean_unsupported(_model(attn_scores_soft_cap=30.0))
+    monkeypatch.setattr(lean, "MAX_BYTES", 100)  # a model whose attention weights would not fit beside it
+    assert "laid-out attention weights would take" in lean_unsupported(model)
+    monkeypatch.setattr(lean, "MAX_BYTES", 2**31)
     monkeypatch.setattr(lean, "ENABLED", False)
     assert decoding_model(model) is model
     monkeypatch.setattr(lean, "ENABLED", True)
