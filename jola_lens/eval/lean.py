@@ -99,7 +99,8 @@ def lean_unsupported(model: Any) -> str | None:
     if c.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"):
         return "OLMo QK norm"
     a0 = model.blocks[0].attn
-    per_layer = a0.W_Q.numel() + sum((a0._W_K if hasattr(a0, "_W_K") else a0.W_K).numel() for _ in "kv")
+    kv = a0._W_K if hasattr(a0, "_W_K") else a0.W_K  # grouped-query attention: its unrepeated heads
+    per_layer = a0.W_Q.numel() + 2 * kv.numel()  # W_Q, W_K and W_V (W_O's layout is a view, no copy)
     extra = per_layer * c.n_layers * a0.W_Q.element_size()
     if extra > MAX_BYTES:
         return (f"its laid-out attention weights would take {extra / 2**20:,.0f} MB "
@@ -133,7 +134,7 @@ def _reads_only(hook: Any) -> bool:
 
 def lean_view(model: Any) -> "LeanView | None":
     """A :class:`LeanView` of ``model``, or ``None`` where :func:`lean_unsupported` names a reason."""
-    return None if lean_unsupported(model) is not None else LeanView(model)
+    return None if lean_unsupported(model) is not None else LeanView(model, _checked=True)
 
 
 def decoding_model(hooked: Any) -> Any:
@@ -207,9 +208,9 @@ class LeanView(torch.nn.Module):
     attention weights laid out once; see the module's docstring. Built per use: the layout copies the
     attention weights as they are now (a later change to them needs a new view)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, _checked: bool = False) -> None:
         super().__init__()
-        why = lean_unsupported(model)
+        why = None if _checked else lean_unsupported(model)  # lean_view has just asked
         if why is not None:
             raise ValueError(f"LeanView cannot run this model: {why}")
         self.model = model
